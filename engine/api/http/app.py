@@ -1,0 +1,126 @@
+"""The HTTP front end: parse, call the decision service, map errors. No decision logic here.
+
+Responses are serialised with orjson straight from the core's dataclasses; FastAPI's default
+response path (validate against the model, then encode) would cost more than the decision.
+The response models are still declared, so the OpenAPI document at /docs is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Path, Request
+from starlette.responses import Response
+
+from engine import __version__, domain
+from engine.api.http import schemas
+from engine.api.http.errors import BodySizeLimit, install_error_handlers, json_response
+from engine.bootstrap import Engine, open_engine
+from engine.clock import Clock
+from engine.settings import Settings
+
+log = logging.getLogger("engine.http")
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": schemas.ErrorResponse},
+    413: {"model": schemas.ErrorResponse},
+    422: {"model": schemas.ErrorResponse},
+    503: {"model": schemas.ErrorResponse},
+}
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def _decision_payload(d: domain.Decision) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "decision_id": d.decision_id,
+        "customer_id": d.customer_id,
+        "channel": d.channel,
+        "placement": d.placement,
+        "treatments": d.treatments,
+        "rules_version": d.rules_version,
+        "degraded": d.degraded,
+        "fallback": d.fallback,
+    }
+    if d.verdicts:
+        payload["explanations"] = d.verdicts
+    return payload
+
+
+def _event(e: schemas.EventRequest) -> domain.Event:
+    return domain.Event(e.event_id, e.customer_id, e.type, e.ts, e.channel, e.attributes)
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None) -> FastAPI:
+    """Build the app. Pass `engine` to share one already built (tests, or HTTP beside gRPC)."""
+    settings = settings or (engine.settings if engine else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            app.state.engine = engine or await stack.enter_async_context(open_engine(settings, clock=clock))
+            yield
+
+    app = FastAPI(
+        title="NBA engine",
+        version=__version__,
+        description="Next-best-action decisions, events and feedback.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    @app.post("/v1/decisions", response_model=schemas.DecisionResponse, responses=ERRORS, tags=["decisions"])
+    async def decide(body: schemas.DecisionRequest, engine: EngineDep) -> Response:
+        """What to show this customer, now, on this channel and placement."""
+        request = domain.DecisionRequest(
+            body.customer_id, body.channel, body.placement, body.context, body.limit, body.event, body.explain
+        )
+        return json_response(_decision_payload(await engine.service.decide(request)))
+
+    @app.post("/v1/events", status_code=202, response_model=schemas.IngestResponse, responses=ERRORS, tags=["events"])
+    async def record_events(body: schemas.EventsBody, engine: EngineDep) -> Response:
+        """One event, or `{events: [...]}` (a batch is validated whole before any of it is applied)."""
+        events = [_event(e) for e in body.events] if isinstance(body, schemas.EventBatchRequest) else [_event(body)]
+        result = await engine.service.record_events(events)
+        return json_response({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
+
+    @app.post("/v1/feedback", status_code=202, response_model=schemas.FeedbackResponse, responses=ERRORS, tags=["feedback"])
+    async def record_feedback(body: schemas.FeedbackRequest, engine: EngineDep) -> Response:
+        """The customer's response to a treatment of an earlier decision."""
+        fb = domain.Feedback(body.feedback_id, body.decision_id, body.treatment_id, body.outcome, body.value, body.ts)
+        result = await engine.service.record_feedback(fb)
+        return json_response({"accepted": result.accepted, "duplicate": result.duplicate}, 202)
+
+    @app.get("/v1/customers/{customer_id}", response_model=schemas.CustomerResponse, responses=ERRORS, tags=["customers"])
+    async def customer(customer_id: Annotated[str, Path(max_length=64)], engine: EngineDep) -> Response:
+        """Profile, cart, active suppressions and recent interactions across channels."""
+        return json_response(await engine.service.customer_view(customer_id))
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        """The process is up (liveness)."""
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(engine: EngineDep) -> Response:
+        """Rules loaded and Redis answering (readiness)."""
+        ok, detail = await engine.readiness()
+        return json_response({"status": "ready" if ok else "not_ready", **detail}, 200 if ok else 503)
+
+    if settings.bench_endpoints:
+
+        @app.get("/bench/bare/{customer_id}", include_in_schema=False)
+        async def bare(customer_id: str, engine: EngineDep) -> Response:
+            return Response(await engine.store.bare_read(customer_id), media_type="application/json")
+
+    return app

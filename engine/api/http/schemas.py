@@ -1,0 +1,116 @@
+"""Wire schemas of the HTTP API (a `...Request` / `...Response` family).
+
+They check shape and types; the meaning (known channel, event attributes, ...) is checked once,
+in the core, so gRPC refuses the same things with the same messages.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from engine.domain import CUSTOMER_ID_PATTERN
+
+CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["cust-000042"])]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DecisionRequest(Body):
+    customer_id: CustomerId
+    channel: Literal["web", "mobile_app", "call_center", "email", "sms", "push", "social"]
+    placement: str | None = Field(default=None, max_length=64)
+    context: dict[str, Any] = Field(default_factory=dict)
+    event: dict[str, Any] | None = Field(default=None, description="The event that prompted this decision, if any.")
+    limit: int | None = Field(default=None, ge=1, le=50)
+    explain: bool = False
+
+
+class TreatmentOut(BaseModel):
+    id: str
+    kind: str
+    group: str
+    score: float = Field(description="Arbitration priority: propensity x context weight x value x lever.")
+    propensity: float = Field(description="Predicted probability that the customer responds positively.")
+    content: dict[str, Any]
+
+
+class VerdictOut(BaseModel):
+    treatment_id: str
+    stage: str
+    reason: str
+
+
+class DecisionResponse(BaseModel):
+    decision_id: str
+    customer_id: str
+    channel: str
+    placement: str | None
+    treatments: list[TreatmentOut]
+    rules_version: str
+    degraded: bool = Field(description="True when state could not be read or written; the answer is a safe default.")
+    fallback: bool
+    explanations: list[VerdictOut] | None = None
+
+
+class EventRequest(Body):
+    event_id: Id
+    customer_id: CustomerId
+    type: str = Field(min_length=1, max_length=64)
+    ts: int | None = Field(default=None, ge=0, description="Milliseconds since the epoch; default: now.")
+    channel: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventBatchRequest(Body):
+    events: list[EventRequest] = Field(min_length=1)
+
+
+def _event_shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "events" in value else "one"
+
+
+EventsBody = Annotated[
+    Annotated[EventRequest, Tag("one")] | Annotated[EventBatchRequest, Tag("batch")],
+    Discriminator(_event_shape),
+]
+
+
+class IngestResponse(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class FeedbackRequest(Body):
+    feedback_id: Id
+    decision_id: Id
+    treatment_id: Id
+    outcome: Literal["impression", "click", "accept", "reject", "purchase"]
+    value: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    ts: int | None = Field(default=None, ge=0)
+
+
+class FeedbackResponse(BaseModel):
+    accepted: bool
+    duplicate: bool
+
+
+class CustomerResponse(BaseModel):
+    customer_id: str
+    known: bool
+    profile: dict[str, Any]
+    cart: dict[str, Any]
+    suppressions: list[dict[str, Any]]
+    recent: list[dict[str, Any]] = Field(description="Interactions across channels, newest first.")
+    responses: dict[str, int]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,112 @@
+"""The `nba` command: run the engine, seed demo data, check rules."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from engine.errors import RuleSetError
+from engine.settings import Settings
+
+app = typer.Typer(help="Next-best-action engine.", no_args_is_help=True, add_completion=False)
+rules_app = typer.Typer(help="Work with rule sets.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+console = Console()
+err = Console(stderr=True)
+
+RulesDir = Annotated[Path | None, typer.Option("--rules", help="Rules directory (default: NBA_RULES_DIR or ./rules).")]
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+async def _seed(settings: Settings, count: int, seed: int) -> int:
+    from engine.seed import demo_profiles
+    from engine.state.connect import open_redis, store_for
+
+    client, embedded = open_redis(settings)
+    store = store_for(client, settings)
+    written = 0
+    try:
+        profiles = demo_profiles(count, seed)
+        while chunk := list(itertools.islice(profiles, 1_000)):
+            await store.seed_profiles(chunk)
+            written += len(chunk)
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            embedded.close()
+    return written
+
+
+@app.command()
+def seed(
+    customers: Annotated[int, typer.Option(help="Synthetic customers besides the named demo ones.")] = 1_000,
+    random_seed: Annotated[int, typer.Option("--seed", help="Random seed, for a repeatable base.")] = 7,
+) -> None:
+    """Write demo customer profiles (alice, ben, carla, dev and cust-000001...)."""
+    written = asyncio.run(_seed(_settings(), customers, random_seed))
+    console.print(f"seeded {written} customer profiles")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (default: NBA_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: NBA_PORT or 8080).")] = None,
+    rules: RulesDir = None,
+    seed_customers: Annotated[int, typer.Option("--seed-customers", help="Seed this many demo customers first.")] = 0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the engine's HTTP API (embedded Redis unless NBA_REDIS_URL is set)."""
+    import uvicorn
+
+    from engine.api.http.app import create_app
+
+    settings = _settings(host=host, port=port, rules_dir=rules)
+    try:
+        from engine.rules.loader import load_ruleset
+
+        ruleset = load_ruleset(settings.rules_dir)
+    except RuleSetError as exc:
+        err.print(f"[red]refusing to start:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    if seed_customers:
+        written = asyncio.run(_seed(settings, seed_customers, 7))
+        console.print(f"seeded {written} demo customers")
+    redis = settings.redis_url or f"embedded Redis (data in {settings.data_dir / 'nba.rdb'})"
+    console.print(f"NBA engine: rules {settings.rules_dir} (version {ruleset.version}, {len(ruleset.treatments)} treatments); state in {redis}")
+    console.print(f"listening on http://{settings.host}:{settings.port}  (API docs: http://{settings.host}:{settings.port}/docs)")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@rules_app.command("check")
+def rules_check(directory: Annotated[Path, typer.Argument(help="Rules directory.")] = Path("rules")) -> None:
+    """Load and compile a rule set; list every error (exit code 1 when there are any)."""
+    from engine.rules.loader import load_ruleset
+
+    try:
+        ruleset = load_ruleset(directory)
+    except RuleSetError as exc:
+        for problem in exc.problems:
+            err.print(problem.render(), markup=False, highlight=False)
+        err.print(f"[red]{len(exc.problems)} error(s)[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"ok: {len(ruleset.treatments)} treatments, version {ruleset.version}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,98 @@
+"""What an event does to a customer's state, as data (applied by the store in one pipeline).
+
+Every event is validated before any is applied, so a batch with one bad event is refused
+whole and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.domain import Event
+from engine.errors import InvalidInput
+from engine.rules.vocabulary import Vocabulary
+
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class EventEffects:
+    event: Event
+    ts: int
+    profile_set: dict[str, Any] = field(default_factory=dict)
+    cart_set: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cart_remove: tuple[str, ...] = ()
+    cart_clear: bool = False
+
+    @property
+    def interaction(self) -> dict[str, Any]:
+        """The entry kept in the customer's recent interactions and in `last`."""
+        e = self.event
+        return {"event_id": e.event_id, "type": e.type, "ts": self.ts, "channel": e.channel, "attributes": e.attributes}
+
+
+def _number(attrs: dict[str, Any], name: str, where: str, *, required: bool, minimum: float = 0.0) -> float | None:
+    value = attrs.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput(f"`{name}` is required for this event type", field=f"{where}attributes.{name}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value) or value < minimum:
+        raise InvalidInput(f"`{name}` must be a number >= {minimum:g}, got {value!r}", field=f"{where}attributes.{name}")
+    return float(value)
+
+
+def _string(attrs: dict[str, Any], name: str, where: str) -> str:
+    value = attrs.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"`{name}` (a non-empty string) is required for this event type", field=f"{where}attributes.{name}")
+    return value
+
+
+def _check_profile_fields(attrs: dict[str, Any], vocab: Vocabulary, where: str) -> None:
+    declared = vocab.namespaces.get("customer", {})
+    for name, value in attrs.items():
+        kind = declared.get(name)
+        if kind == "number" and value is not None and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
+            raise InvalidInput(f"customer field `{name}` is a number, got {value!r}", field=f"{where}attributes.{name}")
+        if kind == "string" and value is not None and not isinstance(value, str):
+            raise InvalidInput(f"customer field `{name}` is a string, got {value!r}", field=f"{where}attributes.{name}")
+        if kind == "bool" and value is not None and not isinstance(value, bool):
+            raise InvalidInput(f"customer field `{name}` is true/false, got {value!r}", field=f"{where}attributes.{name}")
+
+
+def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "") -> EventEffects:
+    """Validate one event against its type and work out its effects.
+
+    `where` prefixes the field paths in errors (`events[3].`) so a batch names the bad event.
+    """
+    if event.type not in vocab.event_types:
+        raise InvalidInput(f"unknown event type `{event.type}`", field=f"{where}type")
+    ts = event.ts if event.ts is not None else now_ms
+    attrs = event.attributes
+    match event.type:
+        case "cart_add":
+            sku = _string(attrs, "sku", where)
+            qty = _number(attrs, "qty", where, required=False, minimum=1) or 1
+            price = _number(attrs, "price", where, required=False) or 0.0
+            item = {"qty": int(qty), "price": price, "name": attrs.get("name", sku), "added": ts}
+            return EventEffects(event, ts, cart_set={sku: item})
+        case "cart_remove":
+            return EventEffects(event, ts, cart_remove=(_string(attrs, "sku", where),))
+        case "checkout":
+            return EventEffects(event, ts, cart_clear=True)
+        case "purchase":
+            _number(attrs, "amount", where, required=True)
+            return EventEffects(event, ts, cart_clear=bool(attrs.get("clears_cart", True)))
+        case "flight_delayed":
+            _number(attrs, "delay_minutes", where, required=True)
+            return EventEffects(event, ts)
+        case "profile_update":
+            if not attrs:
+                raise InvalidInput("a profile_update needs at least one attribute", field=f"{where}attributes")
+            _check_profile_fields(attrs, vocab, where)
+            return EventEffects(event, ts, profile_set=dict(attrs))
+        case _:
+            return EventEffects(event, ts)

@@ -1,0 +1,209 @@
+"""The decision service: the one place that orchestrates a decision, an event batch or feedback.
+
+Front ends call these methods and nothing else. Each method validates its input (so both
+HTTP and gRPC refuse the same things with the same words), reads state once, runs pure
+logic, and writes once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engine.clock import Clock
+from engine.decision.events import EventEffects, effects_of
+from engine.decision.pipeline import decide
+from engine.domain import (
+    CHANNELS,
+    CUSTOMER_ID_PATTERN,
+    OUTCOMES,
+    CustomerState,
+    Decision,
+    DecisionRequest,
+    Event,
+    Feedback,
+    FeedbackResult,
+    IngestResult,
+    StoredDecision,
+)
+from engine.errors import InvalidInput, NotFound, StoreUnavailable
+from engine.rules.registry import RuleRegistry
+from engine.state.store import Store
+
+_CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
+_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+
+
+def check_customer_id(value: str, field: str = "customer_id") -> str:
+    if not isinstance(value, str) or not _CUSTOMER_ID.match(value):
+        raise InvalidInput(f"customer id must be 1-64 characters of letters, digits and _.:@-, got {value!r}", field=field)
+    return value
+
+
+def _check_id(value: str, field: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InvalidInput(f"id must be 1-128 characters of letters, digits and _.:@-, got {value!r}", field=field)
+    return value
+
+
+def new_decision_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    """What a call-center screen shows: who this is, what is in the cart, what happened lately."""
+
+    customer_id: str
+    known: bool
+    profile: dict[str, Any]
+    cart: dict[str, Any]
+    suppressions: list[dict[str, Any]]
+    recent: list[dict[str, Any]]
+    responses: dict[str, int]
+
+
+class DecisionService:
+    def __init__(
+        self,
+        store: Store,
+        rules: RuleRegistry,
+        clock: Clock,
+        *,
+        new_id: Callable[[], str] = new_decision_id,
+        max_batch_events: int = 1_000,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.clock = clock
+        self.new_id = new_id
+        self.max_batch_events = max_batch_events
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def _check_request(self, req: DecisionRequest) -> None:
+        check_customer_id(req.customer_id)
+        if req.channel not in CHANNELS:
+            raise InvalidInput(f"unknown channel {req.channel!r}; expected one of {', '.join(CHANNELS)}", field="channel")
+        if req.limit is not None and not 1 <= req.limit <= 50:
+            raise InvalidInput(f"limit must be between 1 and 50, got {req.limit}", field="limit")
+
+    async def decide(self, req: DecisionRequest) -> Decision:
+        self._check_request(req)
+        rules = self.rules.current  # one rule set for the whole decision, even across a reload
+        now = self.clock.now_ms()
+        degraded = False
+        try:
+            state = await self.store.read_customer(req.customer_id, now, with_recent=rules.needs_history(req.channel, req.placement))
+        except StoreUnavailable:
+            # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.
+            state, degraded = CustomerState(req.customer_id), True
+        plan = decide(state, req, rules, now)
+        decision = Decision(
+            decision_id=self.new_id(),
+            customer_id=req.customer_id,
+            channel=req.channel,
+            placement=req.placement,
+            treatments=plan.treatments,
+            rules_version=rules.version,
+            ts=now,
+            degraded=degraded,
+            fallback=plan.fallback,
+            verdicts=plan.verdicts if req.explain else (),
+        )
+        record = StoredDecision(
+            decision_id=decision.decision_id,
+            customer_id=req.customer_id,
+            channel=req.channel,
+            placement=req.placement,
+            ts=now,
+            rules_version=rules.version,
+            treatments=[{"id": t.id, "group": t.group, "score": t.score, "propensity": t.propensity} for t in plan.treatments],
+            degraded=degraded,
+            fallback=plan.fallback,
+        )
+        if not degraded:
+            try:
+                await self.store.write_decision(record, plan.counter_fields)
+            except StoreUnavailable:
+                return replace(decision, degraded=True)
+        return decision
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def record_events(self, events: Sequence[Event]) -> IngestResult:
+        if not events:
+            raise InvalidInput("no events given", field="events")
+        if len(events) > self.max_batch_events:
+            raise InvalidInput(f"at most {self.max_batch_events} events per batch, got {len(events)}", field="events")
+        now = self.clock.now_ms()
+        vocab = self.rules.current.vocabulary
+        single = len(events) == 1
+        effects: list[EventEffects] = []
+        for i, e in enumerate(events):
+            prefix = "" if single else f"events[{i}]."
+            _check_id(e.event_id, f"{prefix}event_id")
+            check_customer_id(e.customer_id, f"{prefix}customer_id")
+            if e.channel is not None and e.channel not in CHANNELS:
+                raise InvalidInput(f"unknown channel {e.channel!r}", field=f"{prefix}channel")
+            effects.append(effects_of(e, vocab, now, prefix))
+        # A batch may repeat an id; the first occurrence wins, like a retry would.
+        ids = [(e.customer_id, e.event_id) for e in events]
+        fresh = await self.store.claim_events(ids)
+        new = [fx for fx, is_new in zip(effects, fresh, strict=True) if is_new]
+        claimed = [k for k, is_new in zip(ids, fresh, strict=True) if is_new]
+        if new:
+            try:
+                await self.store.apply_events(new)
+            except StoreUnavailable:
+                await self.store.release_events(claimed)  # so the client's retry is not taken for a duplicate
+                raise
+        return IngestResult(accepted=len(new), duplicates=len(events) - len(new), event_ids=tuple(e.event_id for e in events))
+
+    # -- feedback --------------------------------------------------------------------------
+
+    async def record_feedback(self, fb: Feedback) -> FeedbackResult:
+        _check_id(fb.feedback_id, "feedback_id")
+        _check_id(fb.decision_id, "decision_id")
+        if fb.outcome not in OUTCOMES:
+            raise InvalidInput(f"unknown outcome {fb.outcome!r}; expected one of {', '.join(OUTCOMES)}", field="outcome")
+        if fb.value is not None and (not math.isfinite(fb.value) or fb.value < 0):
+            raise InvalidInput(f"value must be a finite number >= 0, got {fb.value!r}", field="value")
+        record, is_new = await self.store.claim_feedback(fb.feedback_id, fb.decision_id)
+        if record is None:
+            raise NotFound(f"unknown or expired decision {fb.decision_id!r}", field="decision_id")
+        if fb.treatment_id not in record.treatment_ids():
+            if is_new:
+                await self.store.release_feedback(fb.feedback_id)
+            raise InvalidInput(
+                f"treatment {fb.treatment_id!r} was not part of decision {fb.decision_id!r} "
+                f"(it returned {', '.join(record.treatment_ids()) or 'nothing'})",
+                field="treatment_id",
+            )
+        if not is_new:
+            return FeedbackResult(accepted=False, duplicate=True)
+        try:
+            await self.store.apply_feedback(fb, record.customer_id, fb.ts or self.clock.now_ms())
+        except StoreUnavailable:
+            await self.store.release_feedback(fb.feedback_id)
+            raise
+        return FeedbackResult(accepted=True, duplicate=False)
+
+    # -- customer view ---------------------------------------------------------------------
+
+    async def customer_view(self, customer_id: str) -> CustomerView:
+        check_customer_id(customer_id)
+        rules = self.rules.current
+        now = self.clock.now_ms()
+        state = await self.store.read_customer(customer_id, now, with_recent=True)
+        responses = await self.store.read_responses(customer_id)
+        suppressions = [
+            {"group": group, "policy": policy_id, "until": until}
+            for group, (policy_id, until) in sorted(rules.active_suppressions(state.last, now).items())
+        ]
+        cart = {**state.cart_summary(), "lines": state.cart}
+        return CustomerView(customer_id, state.known, state.profile, cart, suppressions, state.recent, responses)

@@ -1,0 +1,142 @@
+"""Plain data shared by every layer: requests, events, feedback and what a decision returns.
+
+These are dataclasses, not pydantic models, so the core stays free of I/O frameworks; the
+front ends validate wire input and build these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Channel = Literal["web", "mobile_app", "call_center", "email", "sms", "push", "social"]
+CHANNELS: tuple[str, ...] = ("web", "mobile_app", "call_center", "email", "sms", "push", "social")
+
+TreatmentKind = Literal["offer", "prompt", "message", "coupon"]
+Outcome = Literal["impression", "click", "accept", "reject", "purchase"]
+OUTCOMES: tuple[str, ...] = ("impression", "click", "accept", "reject", "purchase")
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    customer_id: str
+    channel: str
+    placement: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    event: dict[str, Any] | None = None
+    explain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    customer_id: str
+    type: str
+    ts: int | None = None
+    channel: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    feedback_id: str
+    decision_id: str
+    treatment_id: str
+    outcome: str
+    value: float | None = None
+    ts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChosenTreatment:
+    id: str
+    kind: str
+    group: str
+    score: float
+    propensity: float
+    content: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why a candidate was not chosen: a stage name and a human-readable reason."""
+
+    treatment_id: str
+    stage: Literal["eligibility", "cap", "policy", "suppression", "arbitration"]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    decision_id: str
+    customer_id: str
+    channel: str
+    placement: str | None
+    treatments: tuple[ChosenTreatment, ...]
+    rules_version: str
+    ts: int
+    degraded: bool = False
+    fallback: bool = False
+    verdicts: tuple[Verdict, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    event_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    accepted: bool
+    duplicate: bool
+
+
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
+"""Customer ids become part of Redis keys inside a `{...}` hash tag, so braces are refused."""
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """One customer's state as read in a single round trip; empty for an unknown customer."""
+
+    customer_id: str
+    profile: dict[str, Any] = field(default_factory=dict)
+    cart: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recent: list[dict[str, Any]] = field(default_factory=list)
+    caps_day: dict[str, int] = field(default_factory=dict)
+    caps_week: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.profile or self.last or self.cart)
+
+    def cart_summary(self) -> dict[str, Any]:
+        value = 0.0
+        items = 0
+        for item in self.cart.values():
+            qty = int(item.get("qty", 1))
+            items += qty
+            value += qty * float(item.get("price", 0.0))
+        return {"value": round(value, 2), "items": items, "skus": list(self.cart)}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """The decision record kept (with a TTL) so feedback can join it, and logged on the stream."""
+
+    decision_id: str
+    customer_id: str
+    channel: str
+    placement: str | None
+    ts: int
+    rules_version: str
+    treatments: list[dict[str, Any]]
+    degraded: bool = False
+    fallback: bool = False
+
+    def treatment_ids(self) -> list[str]:
+        return [t["id"] for t in self.treatments]

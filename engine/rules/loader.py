@@ -1,0 +1,223 @@
+"""Turn a directory of rule files into a compiled RuleSet, or refuse it with every problem found.
+
+A rule set is all or nothing: one bad condition anywhere refuses the whole set, because a
+half-loaded set would serve offers its authors never approved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.errors import RuleProblem, RuleSetError, SourcePos
+from engine.rules.conditions import Condition, ConditionError, compile_condition
+from engine.rules.ruleset import CompiledTreatment, RuleSet
+from engine.rules.schema import Arbitration, Fields, FrequencyCapPolicy, RuleFile, SuppressionPolicy, Treatment
+from engine.rules.vocabulary import Vocabulary
+from engine.rules.yamlsource import Loc, YamlDocument, read_yaml
+
+TEST_SUFFIXES = ("_test.yaml", "_test.yml")
+
+
+def rule_files(directory: Path) -> list[Path]:
+    """Rule files in load order (sorted, so the version hash is stable); tests excluded."""
+    files = [p for p in sorted(directory.rglob("*")) if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return [p for p in files if not p.name.endswith(TEST_SUFFIXES)]
+
+
+def _describe_pydantic_error(err: Any) -> str:
+    loc = ".".join(str(x) for x in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown key `{err['loc'][-1]}` (not allowed here)"
+    if err["type"] == "missing":
+        return f"missing required key `{err['loc'][-1]}`"
+    value = err.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict | list) and value is not None else ""
+    return f"`{loc}`: {err['msg']}{shown}"
+
+
+def _validate(doc: YamlDocument) -> tuple[RuleFile | None, list[RuleProblem]]:
+    if doc.data is None:
+        return RuleFile(), []
+    if not isinstance(doc.data, dict):
+        return None, [RuleProblem(doc.pos_of(()), "a rule file must be a mapping of sections")]
+    try:
+        return RuleFile.model_validate(doc.data), []
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            # Discriminated unions add the tag to the path; drop it to find the YAML node.
+            loc: Loc = tuple(x for x in err["loc"] if x not in ("frequency_cap", "suppression"))
+            pos = doc.pos_of(loc)
+            problems.append(RuleProblem(pos, _describe_pydantic_error(err), doc.line_text(pos.line)))
+        return None, problems
+
+
+class _Compiler:
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        self.problems: list[RuleProblem] = []
+
+    def condition(self, doc: YamlDocument, loc: Loc, source: str) -> Condition | None:
+        start = doc.expression_start(loc)
+        try:
+            return compile_condition(source, self.vocab, pos=start, source_line=doc.line_text(start.line))
+        except ConditionError as exc:
+            self.problems.append(exc.problem)
+            return None
+
+    def treatment(self, doc: YamlDocument, index: int, t: Treatment) -> CompiledTreatment | None:
+        loc: Loc = ("treatments", index)
+        eligibility = self.condition(doc, (*loc, "eligibility"), t.eligibility) if t.eligibility else None
+        weights = []
+        for i, w in enumerate(t.context_weights):
+            compiled = self.condition(doc, (*loc, "context_weights", i, "when"), w.when)
+            if compiled is not None:
+                weights.append((compiled, w.weight))
+        if (t.eligibility and eligibility is None) or len(weights) != len(t.context_weights):
+            return None
+        return CompiledTreatment(
+            id=t.id,
+            kind=t.kind,
+            group=t.group,
+            channels=frozenset(t.channels),
+            placements=frozenset(t.placements),
+            value=t.value,
+            lever=t.lever,
+            prior_alpha=t.prior.alpha,
+            prior_beta=t.prior.beta,
+            cap_per_day=t.caps.per_day,
+            cap_per_week=t.caps.per_week,
+            eligibility=eligibility,
+            context_weights=tuple(weights),
+            content=t.content,
+            description=t.description,
+        )
+
+
+def _git_revision(directory: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def load_ruleset(directory: Path | str) -> RuleSet:
+    """Load, validate and compile every rule file under `directory`.
+
+    Raises RuleSetError listing all problems (YAML syntax, schema, conditions, cross-references).
+    The version is a hash of the files' names and contents, plus the git revision when known.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RuleSetError([RuleProblem(None, f"rules directory not found: {directory}")])
+    files = rule_files(directory)
+    if not files:
+        raise RuleSetError([RuleProblem(None, f"no rule files (*.yaml) in {directory}")])
+
+    problems: list[RuleProblem] = []
+    digest = hashlib.sha256()
+    parsed: list[tuple[YamlDocument, RuleFile]] = []
+    for path in files:
+        name = str(path.relative_to(directory))
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        doc = read_yaml(path, str(path))
+        if isinstance(doc, RuleProblem):
+            problems.append(doc)
+            continue
+        rule_file, errs = _validate(doc)
+        problems.extend(errs)
+        if rule_file is not None:
+            parsed.append((doc, rule_file))
+
+    fields, arbitration, event_types = _singletons(parsed, problems)
+    vocab = Vocabulary.build(fields.customer, fields.context, event_types)
+    compiler = _Compiler(vocab)
+    treatments: list[CompiledTreatment] = []
+    seen: dict[str, SourcePos] = {}
+    frequency: list[FrequencyCapPolicy] = []
+    suppression: list[SuppressionPolicy] = []
+    for doc, rf in parsed:
+        for i, t in enumerate(rf.treatments):
+            pos = doc.pos_of(("treatments", i, "id"))
+            if t.id in seen:
+                problems.append(
+                    RuleProblem(pos, f"duplicate treatment id `{t.id}` (first defined at {seen[t.id]})", doc.line_text(pos.line))
+                )
+                continue
+            seen[t.id] = pos
+            compiled = compiler.treatment(doc, i, t)
+            if compiled is not None:
+                treatments.append(compiled)
+        for i, p in enumerate(rf.contact_policies):
+            if isinstance(p, SuppressionPolicy):
+                if p.after_event not in vocab.event_types:
+                    pos = doc.pos_of(("contact_policies", i, "after_event"))
+                    problems.append(
+                        RuleProblem(
+                            pos,
+                            f"unknown event type `{p.after_event}`",
+                            doc.line_text(pos.line),
+                            hint="declare it under `event_types:`",
+                        )
+                    )
+                suppression.append(p)
+            else:
+                frequency.append(p)
+    problems.extend(compiler.problems)
+    for tid in arbitration.fallback:
+        if tid not in seen:
+            problems.append(RuleProblem(None, f"arbitration.fallback names unknown treatment `{tid}`"))
+    if problems:
+        raise RuleSetError(problems)
+
+    version = digest.hexdigest()[:16]
+    revision = _git_revision(directory)
+    if revision:
+        version = f"{version}@{revision}"
+    return RuleSet(
+        version=version,
+        treatments=tuple(treatments),
+        arbitration=arbitration,
+        frequency_policies=tuple(frequency),
+        suppression_policies=tuple(suppression),
+        vocabulary=vocab,
+        source_dir=str(directory),
+    )
+
+
+def _singletons(
+    parsed: list[tuple[YamlDocument, RuleFile]], problems: list[RuleProblem]
+) -> tuple[Fields, Arbitration, list[str]]:
+    """Sections that may appear in one file only (`fields`, `arbitration`); event types merge."""
+    fields: Fields | None = None
+    arbitration: Arbitration | None = None
+    event_types: list[str] = []
+    for doc, rf in parsed:
+        event_types.extend(rf.event_types)
+        for section in ("fields", "arbitration"):
+            value = getattr(rf, section)
+            if value is None:
+                continue
+            current = fields if section == "fields" else arbitration
+            if current is not None:
+                pos = doc.pos_of((section,))
+                problems.append(
+                    RuleProblem(pos, f"section `{section}` is defined in more than one file", doc.line_text(pos.line))
+                )
+            elif section == "fields":
+                fields = value
+            else:
+                arbitration = value
+    return fields or Fields(), arbitration or Arbitration(), event_types

@@ -1,0 +1,132 @@
+"""A compiled, immutable rule set: what the decision pipeline reads on every request.
+
+Everything that can be worked out once (conditions, candidate lists per channel and placement,
+prior means, which state a decision must read) is worked out when the rules load, so the hot
+path only looks things up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from engine.rules.conditions import Condition
+from engine.rules.schema import Arbitration, FrequencyCapPolicy, SuppressionPolicy
+from engine.rules.vocabulary import Vocabulary
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTreatment:
+    id: str
+    kind: str
+    group: str
+    channels: frozenset[str]
+    placements: frozenset[str]
+    value: float
+    lever: float
+    prior_alpha: float
+    prior_beta: float
+    cap_per_day: int | None
+    cap_per_week: int | None
+    eligibility: Condition | None
+    context_weights: tuple[tuple[Condition, float], ...]
+    content: Mapping[str, Any]
+    description: str | None = None
+
+    @property
+    def prior_mean(self) -> float:
+        return self.prior_alpha / (self.prior_alpha + self.prior_beta)
+
+    def available(self, channel: str, placement: str | None) -> bool:
+        if channel not in self.channels:
+            return False
+        return not self.placements or placement is None or placement in self.placements
+
+
+HISTORY_FUNCTIONS = frozenset({"count", "exists"})
+
+
+def _uses_history(t: CompiledTreatment) -> bool:
+    conditions = [c for c, _ in t.context_weights]
+    if t.eligibility is not None:
+        conditions.append(t.eligibility)
+    return any(c.functions & HISTORY_FUNCTIONS for c in conditions)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    limit: int
+    max_per_group: int
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    version: str
+    treatments: tuple[CompiledTreatment, ...]
+    arbitration: Arbitration
+    frequency_policies: tuple[FrequencyCapPolicy, ...]
+    suppression_policies: tuple[SuppressionPolicy, ...]
+    vocabulary: Vocabulary
+    source_dir: str = ""
+    _candidates: dict[tuple[str, str | None], tuple[CompiledTreatment, ...]] = field(default_factory=dict, repr=False)
+    _history: dict[tuple[str, str | None], bool] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def by_id(self) -> Mapping[str, CompiledTreatment]:
+        return {t.id: t for t in self.treatments}
+
+    def needs_history(self, channel: str, placement: str | None) -> bool:
+        """Whether a decision here must read the interaction history (some condition counts events).
+
+        Most placements never look at history, so they skip reading and decoding it.
+        """
+        key = (channel, placement)
+        found = self._history.get(key)
+        if found is None:
+            found = any(_uses_history(t) for t in (*self.candidates(channel, placement), *self.fallback))
+            self._history[key] = found
+        return found
+
+    @cached_property
+    def fallback(self) -> tuple[CompiledTreatment, ...]:
+        return tuple(self.by_id[t] for t in self.arbitration.fallback)
+
+    def candidates(self, channel: str, placement: str | None) -> tuple[CompiledTreatment, ...]:
+        """Treatments offered on this channel and placement (memoised: the set is immutable).
+
+        Fallback treatments are not candidates: they fill an otherwise empty answer only.
+        """
+        key = (channel, placement)
+        found = self._candidates.get(key)
+        if found is None:
+            reserved = set(self.arbitration.fallback)
+            found = tuple(t for t in self.treatments if t.available(channel, placement) and t.id not in reserved)
+            self._candidates[key] = found
+        return found
+
+    def limits(self, placement: str | None, requested: int | None) -> Limits:
+        limit, per_group = self.arbitration.limit, self.arbitration.max_per_group
+        override = self.arbitration.placements.get(placement) if placement else None
+        if override is not None:
+            limit = override.limit or limit
+            per_group = override.max_per_group or per_group
+        if requested is not None:
+            limit = min(limit, requested)
+        return Limits(limit, per_group)
+
+    def active_suppressions(self, last: Mapping[str, Mapping[str, Any]], now_ms: int) -> dict[str, tuple[str, int]]:
+        """Group -> (policy id, until ms) for every suppression in force now."""
+        active: dict[str, tuple[str, int]] = {}
+        for policy in self.suppression_policies:
+            seen = last.get(policy.after_event)
+            if not seen:
+                continue
+            until = int(seen.get("ts", 0)) + int(policy.days * 86_400_000)
+            if until <= now_ms:
+                continue
+            for group in policy.groups:
+                if group not in active or active[group][1] < until:
+                    active[group] = (policy.id, until)
+        return active

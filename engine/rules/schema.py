@@ -1,0 +1,126 @@
+"""The shape of rule files, validated by pydantic with `extra="forbid"` so a typo fails loudly.
+
+A rule set is a directory of YAML files; each file may hold any of these sections and the
+loader merges them. Conditions stay strings here; the loader compiles them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.domain import CHANNELS
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+ChannelName = Literal["web", "mobile_app", "call_center", "email", "sms", "push", "social"]
+FieldTypeName = Literal["number", "string", "bool", "list", "timestamp", "any"]
+
+assert set(ChannelName.__args__) == set(CHANNELS)  # type: ignore[attr-defined]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Caps(Strict):
+    """Per-treatment frequency caps per customer, counted on calendar days and ISO weeks (UTC)."""
+
+    per_day: int | None = Field(default=None, ge=1)
+    per_week: int | None = Field(default=None, ge=1)
+
+
+class Prior(Strict):
+    """Beta prior on the response rate; its mean is the propensity until models learn."""
+
+    alpha: float = Field(default=1.0, gt=0)
+    beta: float = Field(default=19.0, gt=0)
+
+
+class ContextWeight(Strict):
+    """Multiplies the priority when `when` holds, e.g. favour an offer on mobile."""
+
+    when: str
+    weight: float = Field(gt=0, le=100)
+
+
+class Treatment(Strict):
+    id: Identifier
+    kind: Literal["offer", "prompt", "message", "coupon"]
+    description: str | None = None
+    channels: list[ChannelName] = Field(min_length=1)
+    placements: list[Identifier] = Field(default_factory=list, description="Empty: any placement.")
+    group: Identifier = "general"
+    value: float = Field(default=1.0, ge=0)
+    lever: float = Field(default=1.0, ge=0)
+    prior: Prior = Prior()
+    caps: Caps = Caps()
+    eligibility: str | None = None
+    context_weights: list[ContextWeight] = Field(default_factory=list)
+    content: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _coupon_has_code(self) -> Treatment:
+        if self.kind == "coupon" and "code" not in self.content:
+            raise ValueError("a coupon treatment needs `content.code`")
+        return self
+
+
+class FrequencyCapPolicy(Strict):
+    """At most N treatments of a group per customer per day/week, across channels."""
+
+    type: Literal["frequency_cap"]
+    id: Identifier
+    description: str | None = None
+    group: Identifier
+    max_per_day: int | None = Field(default=None, ge=0)
+    max_per_week: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _has_a_limit(self) -> FrequencyCapPolicy:
+        if self.max_per_day is None and self.max_per_week is None:
+            raise ValueError("a frequency_cap needs `max_per_day` or `max_per_week`")
+        return self
+
+
+class SuppressionPolicy(Strict):
+    """No treatment of these groups for a while after an event (e.g. sales after a complaint)."""
+
+    type: Literal["suppression"]
+    id: Identifier
+    description: str | None = None
+    after_event: Identifier
+    groups: list[Identifier] = Field(min_length=1)
+    days: float = Field(gt=0, le=3650)
+
+
+ContactPolicy = Annotated[FrequencyCapPolicy | SuppressionPolicy, Field(discriminator="type")]
+
+
+class PlacementArbitration(Strict):
+    limit: int | None = Field(default=None, ge=1, le=50)
+    max_per_group: int | None = Field(default=None, ge=1, le=50)
+
+
+class Arbitration(Strict):
+    limit: int = Field(default=3, ge=1, le=50)
+    max_per_group: int = Field(default=1, ge=1, le=50)
+    placements: dict[Identifier, PlacementArbitration] = Field(default_factory=dict)
+    fallback: list[Identifier] = Field(default_factory=list, description="Shown when nothing else survives.")
+
+
+class Fields(Strict):
+    """Declared decision-context fields, so conditions naming anything else are refused."""
+
+    customer: dict[Identifier, FieldTypeName] = Field(default_factory=dict)
+    context: dict[Identifier, FieldTypeName] = Field(default_factory=dict)
+
+
+class RuleFile(Strict):
+    """One YAML file of a rule set; every section is optional."""
+
+    fields: Fields | None = None
+    event_types: list[Identifier] = Field(default_factory=list, description="Event types beyond the built-in ones.")
+    arbitration: Arbitration | None = None
+    contact_policies: list[ContactPolicy] = Field(default_factory=list)
+    treatments: list[Treatment] = Field(default_factory=list)

@@ -1,0 +1,38 @@
+"""All configuration in one pydantic-settings class, read from `NBA_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NBA_", extra="forbid")
+
+    env: Literal["development", "production"] = "development"
+    redis_url: str | None = Field(
+        default=None,
+        description="redis:// or unix:// URL of the state store; unset starts an embedded Redis.",
+    )
+    data_dir: Path = Field(default=Path("var"), description="Where the embedded Redis keeps its file.")
+    rules_dir: Path = Path("rules")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    decision_ttl_s: int = Field(default=7 * 86_400, ge=60, description="How long feedback can join a decision.")
+    dedup_ttl_s: int = Field(default=7 * 86_400, ge=60, description="How long a retried event or feedback id is recognised.")
+    recent_limit: int = Field(default=100, ge=1, le=10_000, description="Interactions kept per customer.")
+    stream_maxlen: int = Field(default=1_000_000, ge=1_000, description="Approximate cap on each stream's length.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024)
+    max_batch_events: int = Field(default=1_000, ge=1)
+    redis_timeout_s: float = Field(default=0.5, gt=0, description="A decision falls back (degraded) rather than wait longer.")
+    bench_endpoints: bool = Field(default=False, description="Expose the bare Redis endpoint the benchmark compares against.")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env == "production" and not self.redis_url:
+            raise ValueError("NBA_REDIS_URL must be set when NBA_ENV=production (the embedded Redis is for development)")
+        return self

@@ -1,0 +1,35 @@
+"""Build the asyncio Redis client from settings: a URL, or the embedded server."""
+
+from __future__ import annotations
+
+from redis import asyncio as aioredis
+
+from engine.settings import Settings
+from engine.state.embedded import EmbeddedRedis
+from engine.state.redis_store import RedisStore
+
+
+def client_for(url: str, timeout_s: float) -> aioredis.Redis:
+    # A blocking pool queues callers when every connection is busy instead of failing them.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=64, timeout=timeout_s, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def store_for(client: aioredis.Redis, settings: Settings) -> RedisStore:
+    return RedisStore(
+        client,
+        decision_ttl_s=settings.decision_ttl_s,
+        dedup_ttl_s=settings.dedup_ttl_s,
+        recent_limit=settings.recent_limit,
+        stream_maxlen=settings.stream_maxlen,
+    )
+
+
+def open_redis(settings: Settings) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
+    """The client, and the embedded server to close afterwards (None when using NBA_REDIS_URL)."""
+    if settings.redis_url:
+        return client_for(settings.redis_url, settings.redis_timeout_s), None
+    embedded = EmbeddedRedis(settings.data_dir)
+    return client_for(embedded.url, settings.redis_timeout_s), embedded
