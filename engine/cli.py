@@ -26,7 +26,7 @@ def _settings(**overrides: object) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-async def _seed(settings: Settings, count: int, seed: int) -> int:
+async def seed_customers(settings: Settings, count: int, seed: int) -> int:
     from engine.seed import demo_profiles
     from engine.state.connect import open_redis, store_for
 
@@ -51,7 +51,7 @@ def seed(
     random_seed: Annotated[int, typer.Option("--seed", help="Random seed, for a repeatable base.")] = 7,
 ) -> None:
     """Write demo customer profiles (alice, ben, carla, dev and cust-000001...)."""
-    written = asyncio.run(_seed(_settings(), customers, random_seed))
+    written = asyncio.run(seed_customers(_settings(), customers, random_seed))
     console.print(f"seeded {written} customer profiles")
 
 
@@ -77,7 +77,7 @@ def serve(
         err.print(f"[red]refusing to start:[/red] {exc.message}")
         raise typer.Exit(2) from exc
     if seed_customers:
-        written = asyncio.run(_seed(settings, seed_customers, 7))
+        written = asyncio.run(seed_customers(settings, seed_customers, 7))
         console.print(f"seeded {written} demo customers")
     redis = settings.redis_url or f"embedded Redis (data in {settings.data_dir / 'nba.rdb'})"
     console.print(f"NBA engine: rules {settings.rules_dir} (version {ruleset.version}, {len(ruleset.treatments)} treatments); state in {redis}")

@@ -22,7 +22,7 @@ class EventEffects:
     event: Event
     ts: int
     profile_set: dict[str, Any] = field(default_factory=dict)
-    cart_set: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cart_add: dict[str, dict[str, Any]] = field(default_factory=dict)
     cart_remove: tuple[str, ...] = ()
     cart_clear: bool = False
 
@@ -78,7 +78,7 @@ def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "") ->
             qty = _number(attrs, "qty", where, required=False, minimum=1) or 1
             price = _number(attrs, "price", where, required=False) or 0.0
             item = {"qty": int(qty), "price": price, "name": attrs.get("name", sku), "added": ts}
-            return EventEffects(event, ts, cart_set={sku: item})
+            return EventEffects(event, ts, cart_add={sku: item})
         case "cart_remove":
             return EventEffects(event, ts, cart_remove=(_string(attrs, "sku", where),))
         case "checkout":

@@ -53,12 +53,16 @@ def _chosen(s: Scored) -> ChosenTreatment:
     return ChosenTreatment(t.id, t.kind, t.group, round(s.score, 6), round(s.propensity, 6), dict(t.content))
 
 
-def decide(state: CustomerState, request: DecisionRequest, rules: RuleSet, now_ms: int) -> DecisionPlan:
+def decide(
+    state: CustomerState, request: DecisionRequest, rules: RuleSet, now_ms: int, *, fallback_only: bool = False
+) -> DecisionPlan:
+    """Choose treatments. `fallback_only` is for when state could not be read: conditions such
+    as "has never purchased" would be true of an empty state, so only fallbacks are safe."""
     ctx = eval_context(state, request, now_ms)
     suppressed = rules.active_suppressions(state.last, now_ms)
     verdicts: list[Verdict] = []
     suitable: list[Scored] = []
-    for t in rules.candidates(request.channel, request.placement):
+    for t in () if fallback_only else rules.candidates(request.channel, request.placement):
         if t.eligibility is not None and not t.eligibility(ctx):
             verdicts.append(Verdict(t.id, "eligibility", f"condition is false: {t.eligibility.source}"))
             continue

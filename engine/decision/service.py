@@ -102,7 +102,7 @@ class DecisionService:
         except StoreUnavailable:
             # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.
             state, degraded = CustomerState(req.customer_id), True
-        plan = decide(state, req, rules, now)
+        plan = decide(state, req, rules, now, fallback_only=degraded)
         decision = Decision(
             decision_id=self.new_id(),
             customer_id=req.customer_id,

@@ -14,7 +14,7 @@ def client_for(url: str, timeout_s: float) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=64, timeout=timeout_s, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)
 
 
 def store_for(client: aioredis.Redis, settings: Settings) -> RedisStore:

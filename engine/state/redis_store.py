@@ -24,6 +24,19 @@ def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return {k.decode(): orjson.loads(v) for k, v in raw.items()}
 
 
+def _cart(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
+    """Cart lines from `i:<sku>` (JSON line details) and `q:<sku>` (quantity, kept by HINCRBY)."""
+    lines: dict[str, dict[str, Any]] = {}
+    quantities: dict[str, int] = {}
+    for k, v in raw.items():
+        kind, _, sku = k.decode().partition(":")
+        if kind == "i":
+            lines[sku] = orjson.loads(v)
+        elif kind == "q":
+            quantities[sku] = int(v)
+    return {sku: {**line, "qty": quantities.get(sku, 1)} for sku, line in lines.items() if quantities.get(sku, 1) > 0}
+
+
 def _ints(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
@@ -69,7 +82,7 @@ class RedisStore:
         return CustomerState(
             customer_id=customer_id,
             profile=_loads_hash(res[0]),
-            cart=_loads_hash(res[1]),
+            cart=_cart(res[1]),
             last=_loads_hash(res[2]),
             caps_day=_ints(res[3]),
             caps_week=_ints(res[4]),
@@ -114,9 +127,12 @@ class RedisStore:
             if fx.cart_clear:
                 pipe.delete(keys.cart(cid))
             if fx.cart_remove:
-                pipe.hdel(keys.cart(cid), *fx.cart_remove)
-            if fx.cart_set:
-                pipe.hset(keys.cart(cid), mapping={k: orjson.dumps(v) for k, v in fx.cart_set.items()})
+                pipe.hdel(keys.cart(cid), *(f"{kind}:{sku}" for sku in fx.cart_remove for kind in "iq"))
+            for sku, line in fx.cart_add.items():
+                # Adding the same item again adds to its quantity, without reading the cart first.
+                details = {k: v for k, v in line.items() if k != "qty"}
+                pipe.hset(keys.cart(cid), f"i:{sku}", orjson.dumps(details))
+                pipe.hincrby(keys.cart(cid), f"q:{sku}", int(line.get("qty", 1)))
             pipe.hset(keys.last(cid), fx.event.type, orjson.dumps({"ts": fx.ts, **fx.event.attributes}))
             pipe.lpush(keys.recent(cid), entry)
             pipe.ltrim(keys.recent(cid), 0, self.recent_limit - 1)

@@ -60,10 +60,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     """Refuses bodies over the limit with 413, by header when declared and by counting when chunked."""
 
@@ -92,23 +88,27 @@ class BodySizeLimit:
                     return
         received = 0
         started = False
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            # Frameworks turn exceptions raised while reading a body into their own 400, so on
+            # overflow we answer 413 ourselves and tell the app the client has gone away.
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    if not started and not refused:
+                        refused = True
+                        await self._refuse(send, 413, f"request body is over the {self.max_bytes}-byte limit")
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 has been sent; whatever the app says after that is dropped
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send, 413, f"request body is over the {self.max_bytes}-byte limit")
+        await self.app(scope, counting_receive, tracking_send)

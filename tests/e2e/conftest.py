@@ -1,0 +1,67 @@
+"""The served HTTP app over real Redis, with the example rule set and a clock the test moves."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from redis import Redis
+
+from engine.api.http.app import create_app
+from engine.cli import seed_customers
+from engine.clock import FixedClock
+from engine.settings import Settings
+from tests.conftest import EXAMPLE_RULES
+
+
+class Channel:
+    """Talks to the API the way a channel does, and remembers nothing but an id counter."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, http: TestClient, clock: FixedClock) -> None:
+        self.http = http
+        self.clock = clock
+
+    def event(self, customer_id: str, type_: str, *, channel: str | None = None, **attributes: Any) -> dict[str, Any]:
+        body = {"event_id": f"ev-{next(self._ids)}", "customer_id": customer_id, "type": type_, "attributes": attributes}
+        if channel:
+            body["channel"] = channel
+        response = self.http.post("/v1/events", json=body)
+        assert response.status_code == 202, response.text
+        return body
+
+    def decide(self, customer_id: str, channel: str, **extra: Any) -> dict[str, Any]:
+        response = self.http.post("/v1/decisions", json={"customer_id": customer_id, "channel": channel, **extra})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def offered(self, customer_id: str, channel: str, **extra: Any) -> list[str]:
+        return [t["id"] for t in self.decide(customer_id, channel, **extra)["treatments"]]
+
+    def view(self, customer_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/v1/customers/{customer_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, rules_dir=EXAMPLE_RULES, max_body_bytes=64 * 1024)
+
+
+@pytest.fixture
+def http(settings: Settings, clock: FixedClock, redis_sync: Redis) -> Iterator[TestClient]:
+    """The app, with the named demo customers (alice, ben, carla, dev) seeded as `nba seed` does."""
+    asyncio.run(seed_customers(settings, 0, 7))
+    with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def channel(http: TestClient, clock: FixedClock) -> Channel:
+    return Channel(http, clock)

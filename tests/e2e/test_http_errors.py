@@ -1,0 +1,125 @@
+"""Bad input gets a 4xx naming the field at fault; nothing already accepted is lost."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.api.http.app import create_app
+from engine.clock import FixedClock
+from engine.settings import Settings
+from tests.conftest import EXAMPLE_RULES
+from tests.e2e.conftest import Channel
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"customer_id": "a", "channel": "fax"}, "channel"),
+        ({"customer_id": "a{b}", "channel": "web"}, "customer_id"),
+        ({"channel": "web"}, "customer_id"),
+        ({"customer_id": "a", "channel": "web", "limit": 0}, "limit"),
+        ({"customer_id": "a", "channel": "web", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_decision_request_names_the_field(http: TestClient, body: dict[str, object], field: str) -> None:
+    response = http.post("/v1/decisions", json=body)
+    assert response.status_code == 422
+    assert response.json()["field"] == field
+    assert response.json()["error"] == "invalid_input"
+
+
+def test_malformed_json_is_a_422_not_a_500(http: TestClient) -> None:
+    response = http.post("/v1/decisions", content=b'{"customer_id": ', headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_bad_event_in_a_batch_is_named_and_nothing_is_applied(channel: Channel) -> None:
+    good = {"event_id": "b1", "customer_id": "ben", "type": "cart_add", "attributes": {"sku": "A", "price": 10}}
+    bad = {"event_id": "b2", "customer_id": "ben", "type": "purchase", "attributes": {"amount": "lots"}}
+    response = channel.http.post("/v1/events", json={"events": [good, bad]})
+    assert response.status_code == 422
+    assert response.json()["field"] == "events[1].attributes.amount"
+    assert channel.view("ben")["cart"]["items"] == 0
+    # The good event was not swallowed as a duplicate: sent again alone, it is applied.
+    assert channel.http.post("/v1/events", json=good).json() == {"accepted": 1, "duplicates": 0}
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"event_id": "x", "customer_id": "ben", "type": "teleport"}, "type"),
+        ({"event_id": "x", "customer_id": "ben", "type": "cart_add", "attributes": {}}, "attributes.sku"),
+        ({"event_id": "x", "customer_id": "ben", "type": "flight_delayed", "attributes": {"delay_minutes": -5}}, "attributes.delay_minutes"),
+        ({"event_id": "x", "customer_id": "ben", "type": "profile_update", "attributes": {"age": "old"}}, "attributes.age"),
+        ({"event_id": "", "customer_id": "ben", "type": "page_view"}, "event_id"),
+        ({"event_id": "x", "customer_id": "ben", "type": "page_view", "channel": "pigeon"}, "channel"),
+    ],
+)
+def test_bad_event_names_the_field(http: TestClient, event: dict[str, object], field: str) -> None:
+    response = http.post("/v1/events", json=event)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+
+
+def test_batch_over_the_limit_is_refused(http: TestClient) -> None:
+    events = [{"event_id": f"e{i}", "customer_id": "c", "type": "page_view"} for i in range(1_001)]
+    response = http.post("/v1/events", json={"events": events})
+    assert response.status_code in (413, 422)
+
+
+def test_body_over_the_size_limit_is_413(http: TestClient) -> None:
+    response = http.post("/v1/decisions", content=b"x" * (65 * 1024), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "limit" in response.json()["message"]
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(100):
+            yield b"x" * 1024
+
+    streamed = http.post("/v1/decisions", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+
+
+def test_feedback_errors(channel: Channel) -> None:
+    unknown = channel.http.post(
+        "/v1/feedback", json={"feedback_id": "f", "decision_id": "nope", "treatment_id": "x", "outcome": "click"}
+    )
+    assert unknown.status_code == 404 and unknown.json()["field"] == "decision_id"
+    decision = channel.decide("ben", "web")
+    wrong = channel.http.post(
+        "/v1/feedback",
+        json={"feedback_id": "f", "decision_id": decision["decision_id"], "treatment_id": "apology_upgrade", "outcome": "click"},
+    )
+    assert wrong.status_code == 422 and wrong.json()["field"] == "treatment_id"
+    bad_outcome = channel.http.post(
+        "/v1/feedback", json={"feedback_id": "f", "decision_id": decision["decision_id"], "treatment_id": "x", "outcome": "love"}
+    )
+    assert bad_outcome.status_code == 422 and bad_outcome.json()["field"] == "outcome"
+    # The refused feedback id was not burnt: the right treatment with the same id is accepted.
+    right = decision["treatments"][0]["id"]
+    ok = channel.http.post(
+        "/v1/feedback", json={"feedback_id": "f", "decision_id": decision["decision_id"], "treatment_id": right, "outcome": "click"}
+    )
+    assert ok.json() == {"accepted": True, "duplicate": False}
+
+
+def test_health_readiness_and_docs(http: TestClient) -> None:
+    assert http.get("/healthz").json() == {"status": "ok"}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["redis"] == "ok" and ready.json()["treatments"] > 5
+    assert http.get("/docs").status_code == 200
+    paths = http.get("/openapi.json").json()["paths"]
+    assert {"/v1/decisions", "/v1/events", "/v1/feedback", "/v1/customers/{customer_id}"} <= set(paths)
+
+
+def test_redis_down_gives_a_degraded_fallback_answer_and_not_ready(clock: FixedClock) -> None:
+    # A port nothing listens on: the engine must still answer, from fallbacks, and say so.
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", rules_dir=EXAMPLE_RULES, redis_timeout_s=0.2)
+    with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False) as http:
+        assert http.get("/readyz").status_code == 503
+        decision = http.post("/v1/decisions", json={"customer_id": "ben", "channel": "web"}).json()
+        assert decision["degraded"] is True
+        assert [t["id"] for t in decision["treatments"]] == ["newsletter_signup"] and decision["fallback"]
+        events = http.post("/v1/events", json={"event_id": "e", "customer_id": "ben", "type": "page_view"})
+        assert events.status_code == 503 and events.json()["error"] == "store_unavailable"

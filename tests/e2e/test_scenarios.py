@@ -1,0 +1,127 @@
+"""The example rule set's scenarios, walked through the HTTP API as channels would."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from engine.state import keys
+from tests.e2e.conftest import Channel
+
+
+def test_flight_delayed_45_minutes_earns_an_apology_upgrade_in_the_app(channel: Channel) -> None:
+    channel.event("alice", "flight_delayed", delay_minutes=50, flight="AF123")
+    channel.clock.advance(hours=2)
+    offered = channel.offered("alice", "mobile_app")
+    assert offered[0] == "apology_upgrade"
+
+
+def test_a_30_minute_delay_earns_nothing_and_the_apology_lapses_after_a_day(channel: Channel) -> None:
+    channel.event("ben", "flight_delayed", delay_minutes=30)
+    assert "apology_upgrade" not in channel.offered("ben", "mobile_app")
+    channel.event("carla", "flight_delayed", delay_minutes=90)
+    channel.clock.advance(hours=25)
+    assert "apology_upgrade" not in channel.offered("carla", "mobile_app")
+
+
+def test_apology_upgrade_respects_its_daily_cap(channel: Channel) -> None:
+    channel.event("alice", "flight_delayed", delay_minutes=120)
+    shown = [("apology_upgrade" in channel.offered("alice", "mobile_app")) for _ in range(3)]
+    assert shown == [True, True, False]
+    channel.clock.advance(days=1)
+    channel.event("alice", "flight_delayed", delay_minutes=120)
+    assert "apology_upgrade" in channel.offered("alice", "mobile_app")
+
+
+def test_abandoned_cart_gets_a_sweetener_on_another_channel(channel: Channel) -> None:
+    channel.event("ben", "cart_add", channel="web", sku="TKT-42", price=120.0, qty=2)
+    assert "cart_sweetener" not in channel.offered("ben", "web"), "too early: the customer may still check out"
+    channel.clock.advance(minutes=31)
+    assert "cart_sweetener" in channel.offered("ben", "mobile_app")
+
+
+def test_checkout_in_time_means_no_sweetener(channel: Channel) -> None:
+    channel.event("ben", "cart_add", sku="TKT-42", price=120.0)
+    channel.clock.advance(minutes=10)
+    channel.event("ben", "checkout")
+    channel.clock.advance(hours=2)
+    assert "cart_sweetener" not in channel.offered("ben", "web")
+    assert channel.view("ben")["cart"]["items"] == 0
+
+
+def test_complaint_suppresses_sales_for_seven_days_and_favours_service_recovery(channel: Channel) -> None:
+    assert "credit_card_offer" in channel.offered("dev", "mobile_app")
+    channel.event("dev", "complaint", channel="social", topic="lost_luggage", text="Still no bag after 3 days")
+    decision = channel.decide("dev", "mobile_app", explain=True)
+    offered = [t["id"] for t in decision["treatments"]]
+    assert offered[0] == "service_recovery"
+    assert "credit_card_offer" not in offered
+    assert any(e["treatment_id"] == "credit_card_offer" and e["stage"] == "suppression" for e in decision["explanations"])
+
+    view = channel.view("dev")
+    assert view["suppressions"][0]["group"] == "sales" and view["suppressions"][0]["policy"] == "complaint_cooldown"
+    assert view["recent"][0]["type"] == "complaint" and view["recent"][0]["attributes"]["topic"] == "lost_luggage"
+
+    channel.clock.advance(days=7, minutes=1)
+    assert "credit_card_offer" in channel.offered("dev", "mobile_app")
+    assert channel.view("dev")["suppressions"] == []
+
+
+def test_new_web_visitor_gets_a_coupon_to_apply_to_the_cart(channel: Channel) -> None:
+    decision = channel.decide("visitor-1", "web")
+    coupon = next(t for t in decision["treatments"] if t["id"] == "welcome_coupon")
+    assert coupon["kind"] == "coupon" and coupon["content"]["code"] == "WELCOME10"
+    channel.event("visitor-1", "purchase", amount=80.0)
+    assert "welcome_coupon" not in channel.offered("visitor-1", "web")
+
+
+def test_same_placement_gives_a_parent_and_a_young_adult_different_journeys(channel: Channel) -> None:
+    parent = channel.offered("carla", "web", placement="event_tickets", context={"companion": "child", "party_size": 2})
+    young = channel.offered("ben", "web", placement="event_tickets", context={"companion": "friends"})
+    assert "family_bundle" in parent and "night_out_pass" not in parent
+    assert "night_out_pass" in young and "family_bundle" not in young
+
+
+def test_call_center_sees_the_email_sent_before_the_call(channel: Channel) -> None:
+    channel.event("carla", "email_received", channel="email", subject="Refund for booking 7781?")
+    channel.clock.advance(hours=3)
+    channel.event("carla", "call_started", channel="call_center")
+    decision = channel.decide("carla", "call_center", placement="agent_prompt")
+    assert [t["id"] for t in decision["treatments"]] == ["email_follow_up"]
+    assert decision["treatments"][0]["kind"] == "prompt"
+    recent = channel.view("carla")["recent"]
+    assert [r["type"] for r in recent] == ["call_started", "email_received"]
+    assert recent[1]["channel"] == "email" and recent[1]["attributes"]["subject"].startswith("Refund")
+
+
+def test_nothing_relevant_gives_the_fallback(channel: Channel) -> None:
+    decision = channel.decide("nobody-known", "call_center", placement="agent_prompt")
+    assert [t["id"] for t in decision["treatments"]] == ["agent_greeting"] and decision["fallback"]
+
+
+def test_feedback_joins_the_decision_and_counts_once(channel: Channel, redis_sync: Redis) -> None:
+    decision = channel.decide("alice", "mobile_app")
+    chosen = decision["treatments"][0]["id"]
+    body = {"feedback_id": "fb-1", "decision_id": decision["decision_id"], "treatment_id": chosen, "outcome": "purchase", "value": 99.5}
+    first = channel.http.post("/v1/feedback", json=body)
+    again = channel.http.post("/v1/feedback", json=body)
+    assert (first.status_code, first.json()) == (202, {"accepted": True, "duplicate": False})
+    assert (again.status_code, again.json()) == (202, {"accepted": False, "duplicate": True})
+    assert redis_sync.hgetall(keys.treatment_stats(chosen)) == {b"purchase": b"1", b"value": b"99.5"}
+    assert channel.view("alice")["responses"] == {f"{chosen}:purchase": 1}
+    assert redis_sync.xlen(keys.STREAM_FEEDBACK) == 1
+
+
+def test_decisions_are_recorded_with_their_rules_version(channel: Channel, redis_sync: Redis) -> None:
+    decision = channel.decide("ben", "web")
+    assert redis_sync.ttl(keys.decision(decision["decision_id"])) > 0
+    assert redis_sync.xlen(keys.STREAM_DECISIONS) == 1
+    assert decision["rules_version"] and not decision["degraded"]
+
+
+def test_a_retried_event_counts_once(channel: Channel) -> None:
+    body = {"event_id": "retry-1", "customer_id": "ben", "type": "cart_add", "attributes": {"sku": "X", "qty": 1, "price": 5}}
+    assert channel.http.post("/v1/events", json=body).json() == {"accepted": 1, "duplicates": 0}
+    assert channel.http.post("/v1/events", json=body).json() == {"accepted": 0, "duplicates": 1}
+    batch = {"events": [body, {**body, "event_id": "retry-2"}]}
+    assert channel.http.post("/v1/events", json=batch).json() == {"accepted": 1, "duplicates": 1}
+    assert channel.view("ben")["cart"]["items"] == 2

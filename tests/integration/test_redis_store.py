@@ -1,0 +1,123 @@
+"""The Redis store against a real server: round trips, TTLs, de-duplication, bounded history."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from redis import Redis
+from redis import asyncio as aioredis
+
+from engine.decision.events import effects_of
+from engine.domain import Event, Feedback, StoredDecision
+from engine.rules.vocabulary import Vocabulary
+from engine.state import keys
+from engine.state.redis_store import RedisStore
+from tests.conftest import T0
+
+pytestmark = pytest.mark.anyio
+
+
+def counting(base: type) -> type:
+    """A connection class that counts how often it writes to the socket: one write, one round trip."""
+
+    class Counting(base):  # type: ignore[misc, valid-type]
+        sends = 0
+
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            type(self).sends += 1
+            await super().send_packed_command(command, check_health)
+
+    return Counting
+
+
+@pytest.fixture
+async def counted(redis_url: str, redis_sync: Redis) -> AsyncIterator[tuple[RedisStore, type]]:
+    pool = aioredis.ConnectionPool.from_url(redis_url)
+    pool.connection_class = counting(pool.connection_class)
+    client = aioredis.Redis.from_pool(pool)
+    await client.ping()
+    pool.connection_class.sends = 0
+    yield RedisStore(client, decision_ttl_s=3600, dedup_ttl_s=600, recent_limit=5, stream_maxlen=10_000), pool.connection_class
+    await client.aclose()
+
+
+VOCAB = Vocabulary.build({"tier": "string"})
+
+
+def event(i: int, type_: str = "page_view", customer: str = "c1", **attrs: Any) -> Event:
+    return Event(f"e{i}", customer, type_, T0 + i, "web", attrs)
+
+
+async def test_reading_a_customer_is_one_round_trip(counted: tuple[RedisStore, type]) -> None:
+    store, conn = counted
+    state = await store.read_customer("nobody", T0, with_recent=True)
+    assert conn.sends == 1
+    assert not state.known and state.profile == {} and state.recent == []
+    await store.read_customer("nobody", T0, with_recent=False)
+    assert conn.sends == 2
+
+
+async def test_decision_write_back_is_one_round_trip_with_ttls(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+    store, conn = counted
+    record = StoredDecision("d1", "c1", "web", None, T0, "v1", [{"id": "a", "group": "sales", "score": 1.0, "propensity": 0.1}])
+    await store.write_decision(record, ["t:a", "g:sales"])
+    assert conn.sends == 1
+    day, week = keys.caps_day("c1", T0), keys.caps_week("c1", T0)
+    assert redis_sync.hgetall(day) == {b"t:a": b"1", b"g:sales": b"1"}
+    assert redis_sync.hget(week, "t:a") == b"1"
+    assert 0 < redis_sync.ttl(day) <= keys.DAY_CAPS_TTL_S
+    assert 0 < redis_sync.ttl(week) <= keys.WEEK_CAPS_TTL_S
+    assert 3500 < redis_sync.ttl(keys.decision("d1")) <= 3600
+    stream = redis_sync.xrange(keys.STREAM_DECISIONS)
+    assert len(stream) == 1 and orjson.loads(stream[0][1][b"d"])["decision_id"] == "d1"
+    state = await store.read_customer("c1", T0, with_recent=False)
+    assert state.caps_day == {"t:a": 1, "g:sales": 1} and state.caps_week["g:sales"] == 1
+
+
+async def test_event_claims_deduplicate_and_expire(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+    store, conn = counted
+    assert await store.claim_events([("c1", "e1"), ("c2", "e1")]) == [True, True]
+    assert await store.claim_events([("c1", "e1"), ("c1", "e2")]) == [False, True]
+    assert conn.sends == 2
+    assert 0 < redis_sync.ttl(keys.event_seen("c1", "e1")) <= 600
+    await store.release_events([("c1", "e1")])
+    assert await store.claim_events([("c1", "e1")]) == [True]
+
+
+async def test_applied_events_update_state_in_one_round_trip(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+    store, conn = counted
+    effects = [
+        effects_of(event(1, "cart_add", sku="A1", price=20.0, qty=2), VOCAB, T0),
+        effects_of(event(2, "profile_update", tier="gold"), VOCAB, T0),
+        *(effects_of(event(i), VOCAB, T0) for i in range(3, 10)),
+    ]
+    await store.apply_events(effects)
+    assert conn.sends == 1
+    state = await store.read_customer("c1", T0, with_recent=True)
+    assert state.profile == {"tier": "gold"}
+    assert state.cart_summary() == {"value": 40.0, "items": 2, "skus": ["A1"]}
+    assert state.last["cart_add"]["ts"] == T0 + 1 and state.last["cart_add"]["sku"] == "A1"
+    # The history is bounded (recent_limit=5) and newest first.
+    assert [e["event_id"] for e in state.recent] == ["e9", "e8", "e7", "e6", "e5"]
+    assert redis_sync.xlen(keys.STREAM_EVENTS) == 9
+
+    await store.apply_events([effects_of(event(10, "checkout"), VOCAB, T0)])
+    assert (await store.read_customer("c1", T0, with_recent=False)).cart == {}
+
+
+async def test_feedback_joins_a_stored_decision_once(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+    store, _ = counted
+    assert await store.claim_feedback("f1", "missing") == (None, False)
+    record = StoredDecision("d1", "c1", "web", None, T0, "v1", [{"id": "a", "group": "g", "score": 1.0, "propensity": 0.1}])
+    await store.write_decision(record, [])
+    found, new = await store.claim_feedback("f1", "d1")
+    assert found == record and new
+    assert (await store.claim_feedback("f1", "d1"))[1] is False
+    await store.apply_feedback(Feedback("f1", "d1", "a", "purchase", 12.5), "c1", T0)
+    assert redis_sync.hgetall(keys.treatment_stats("a")) == {b"purchase": b"1", b"value": b"12.5"}
+    assert await store.read_responses("c1") == {"a:purchase": 1}
+    entry = orjson.loads(redis_sync.xrange(keys.STREAM_FEEDBACK)[0][1][b"f"])
+    assert entry["decision_id"] == "d1" and entry["customer_id"] == "c1" and entry["value"] == 12.5
