@@ -60,7 +60,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (default: NBA_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: NBA_PORT or 8080).")] = None,
     rules: RulesDir = None,
-    seed_customers: Annotated[int, typer.Option("--seed-customers", help="Seed this many demo customers first.")] = 0,
+    seed_count: Annotated[int, typer.Option("--seed-customers", help="Seed this many demo customers first.")] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the engine's HTTP API (embedded Redis unless NBA_REDIS_URL is set)."""
@@ -76,11 +76,13 @@ def serve(
     except RuleSetError as exc:
         err.print(f"[red]refusing to start:[/red] {exc.message}")
         raise typer.Exit(2) from exc
-    if seed_customers:
-        written = asyncio.run(seed_customers(settings, seed_customers, 7))
+    if seed_count:
+        written = asyncio.run(seed_customers(settings, seed_count, 7))
         console.print(f"seeded {written} demo customers")
     redis = settings.redis_url or f"embedded Redis (data in {settings.data_dir / 'nba.rdb'})"
-    console.print(f"NBA engine: rules {settings.rules_dir} (version {ruleset.version}, {len(ruleset.treatments)} treatments); state in {redis}")
+    treatments = len(ruleset.treatments)
+    console.print(f"NBA engine: rules {settings.rules_dir} (version {ruleset.version}, {treatments} treatments)")
+    console.print(f"state in {redis}")
     console.print(f"listening on http://{settings.host}:{settings.port}  (API docs: http://{settings.host}:{settings.port}/docs)")
     uvicorn.run(
         create_app(settings),

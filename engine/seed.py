@@ -11,10 +11,42 @@ from collections.abc import Iterator
 from typing import Any
 
 NAMED: dict[str, dict[str, Any]] = {
-    "alice": {"name": "Alice Moreau", "tier": "gold", "age": 41, "segment": "business", "home_airport": "CDG", "loyalty_points": 52_000, "email_opt_in": True},
-    "ben": {"name": "Ben Okafor", "tier": "silver", "age": 24, "segment": "young_adult", "home_airport": "LHR", "loyalty_points": 3_100, "email_opt_in": True},
-    "carla": {"name": "Carla Rossi", "tier": "bronze", "age": 38, "segment": "family", "home_airport": "FCO", "loyalty_points": 800, "email_opt_in": False},
-    "dev": {"name": "Dev Patel", "tier": "platinum", "age": 55, "segment": "leisure", "home_airport": "JFK", "loyalty_points": 240_000, "email_opt_in": True},
+    "alice": {
+        "name": "Alice Moreau",
+        "tier": "gold",
+        "age": 41,
+        "segment": "business",
+        "home_airport": "CDG",
+        "loyalty_points": 52_000,
+        "email_opt_in": True,
+    },
+    "ben": {
+        "name": "Ben Okafor",
+        "tier": "silver",
+        "age": 24,
+        "segment": "young_adult",
+        "home_airport": "LHR",
+        "loyalty_points": 3_100,
+        "email_opt_in": True,
+    },
+    "carla": {
+        "name": "Carla Rossi",
+        "tier": "bronze",
+        "age": 38,
+        "segment": "family",
+        "home_airport": "FCO",
+        "loyalty_points": 800,
+        "email_opt_in": False,
+    },
+    "dev": {
+        "name": "Dev Patel",
+        "tier": "platinum",
+        "age": 55,
+        "segment": "leisure",
+        "home_airport": "JFK",
+        "loyalty_points": 240_000,
+        "email_opt_in": True,
+    },
 }
 
 _TIERS = ("bronze", "silver", "gold", "platinum")

@@ -91,7 +91,9 @@ class EngineUser(FastHttpUser):
                 # Every id is fresh, so a duplicate means ids collide or events are being lost.
                 resp.failure(f"expected {len(events)} accepted, got {resp.text[:300]}")
 
-    def decide(self, name: str, channel: str, placement: str | None = None, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    def decide(
+        self, name: str, channel: str, placement: str | None = None, context: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Ask for a decision; returns the response body ({} when the call failed)."""
         body: dict[str, Any] = {"customer_id": self.customer_id, "channel": channel}
         if placement is not None:
@@ -229,11 +231,15 @@ class CallCenterUser(EngineUser):
     @task
     def handle_call(self) -> None:
         customer = self.next_action()
-        self.send_events([event(customer, "call_started", "call_center", reason=random.choice(CALL_REASONS))], "/v1/events call_started")
+        self.send_events(
+            [event(customer, "call_started", "call_center", reason=random.choice(CALL_REASONS))], "/v1/events call_started"
+        )
         with self.client.get(f"/v1/customers/{customer}", name="/v1/customers/[id]", catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"expected 200, got {resp.status_code}: {resp.text[:300]}")
-        decision = self.decide("/v1/decisions call_center agent_prompt", "call_center", "agent_prompt", {"reason": random.choice(CALL_REASONS)})
+        decision = self.decide(
+            "/v1/decisions call_center agent_prompt", "call_center", "agent_prompt", {"reason": random.choice(CALL_REASONS)}
+        )
         for t in decision.get("treatments") or []:
             self.feedback(decision, t["id"], "accept" if random.random() < 0.35 else "reject")
 

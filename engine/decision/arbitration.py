@@ -27,9 +27,7 @@ def rank(candidates: list[Scored]) -> list[Scored]:
     return sorted(candidates, key=lambda s: -s.score)
 
 
-def arbitrate(
-    ranked: list[Scored], limits: Limits, budgets: Mapping[str, GroupBudget]
-) -> tuple[list[Scored], list[Verdict]]:
+def arbitrate(ranked: list[Scored], limits: Limits, budgets: Mapping[str, GroupBudget]) -> tuple[list[Scored], list[Verdict]]:
     chosen: list[Scored] = []
     dropped: list[Verdict] = []
     per_group: dict[str, int] = {}
@@ -38,9 +36,17 @@ def arbitrate(
         taken = per_group.get(group, 0)
         budget = budgets.get(group)
         if len(chosen) >= limits.limit:
-            dropped.append(Verdict(s.treatment.id, "arbitration", f"outranked: limit of {limits.limit} reached (score {s.score:.4g})"))
+            dropped.append(
+                Verdict(s.treatment.id, "arbitration", f"outranked: limit of {limits.limit} reached (score {s.score:.4g})")
+            )
         elif taken >= limits.max_per_group:
-            dropped.append(Verdict(s.treatment.id, "arbitration", f"outranked: at most {limits.max_per_group} of group `{group}` (score {s.score:.4g})"))
+            dropped.append(
+                Verdict(
+                    s.treatment.id,
+                    "arbitration",
+                    f"outranked: at most {limits.max_per_group} of group `{group}` (score {s.score:.4g})",
+                )
+            )
         elif budget is not None and taken >= budget.remaining:
             dropped.append(Verdict(s.treatment.id, "policy", f"contact policy `{budget.policy_id}`: no `{group}` budget left"))
         else:

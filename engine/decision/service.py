@@ -98,7 +98,9 @@ class DecisionService:
         now = self.clock.now_ms()
         degraded = False
         try:
-            state = await self.store.read_customer(req.customer_id, now, with_recent=rules.needs_history(req.channel, req.placement))
+            state = await self.store.read_customer(
+                req.customer_id, now, with_recent=rules.needs_history(req.channel, req.placement)
+            )
         except StoreUnavailable:
             # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.
             state, degraded = CustomerState(req.customer_id), True

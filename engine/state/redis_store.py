@@ -7,6 +7,7 @@ profile, cart and newest event per type, so partial updates never rewrite a whol
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,11 +112,10 @@ class RedisStore:
         return [bool(x) for x in await self._execute(pipe)]
 
     async def release_events(self, ids: Sequence[tuple[str, str]]) -> None:
+        # If this fails too the claims expire; a retry inside the dedup TTL is then taken for a duplicate.
         if ids:
-            try:
+            with contextlib.suppress(RedisError, OSError):
                 await self.client.delete(*(keys.event_seen(cid, eid) for cid, eid in ids))
-            except (RedisError, OSError):
-                pass  # the claims expire; a retry inside the dedup TTL is then refused as a duplicate
 
     async def apply_events(self, effects: Sequence[EventEffects]) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -147,10 +147,8 @@ class RedisStore:
         return StoredDecision(**orjson.loads(raw)), bool(claimed)
 
     async def release_feedback(self, feedback_id: str) -> None:
-        try:
+        with contextlib.suppress(RedisError, OSError):
             await self.client.delete(keys.feedback_seen(feedback_id))
-        except (RedisError, OSError):
-            pass
 
     async def apply_feedback(self, feedback: Feedback, customer_id: str, ts: int) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -50,7 +50,10 @@ def test_bad_event_in_a_batch_is_named_and_nothing_is_applied(channel: Channel) 
     [
         ({"event_id": "x", "customer_id": "ben", "type": "teleport"}, "type"),
         ({"event_id": "x", "customer_id": "ben", "type": "cart_add", "attributes": {}}, "attributes.sku"),
-        ({"event_id": "x", "customer_id": "ben", "type": "flight_delayed", "attributes": {"delay_minutes": -5}}, "attributes.delay_minutes"),
+        (
+            {"event_id": "x", "customer_id": "ben", "type": "flight_delayed", "attributes": {"delay_minutes": -5}},
+            "attributes.delay_minutes",
+        ),
         ({"event_id": "x", "customer_id": "ben", "type": "profile_update", "attributes": {"age": "old"}}, "attributes.age"),
         ({"event_id": "", "customer_id": "ben", "type": "page_view"}, "event_id"),
         ({"event_id": "x", "customer_id": "ben", "type": "page_view", "channel": "pigeon"}, "channel"),
@@ -99,7 +102,8 @@ def test_feedback_errors(channel: Channel) -> None:
     # The refused feedback id was not burnt: the right treatment with the same id is accepted.
     right = decision["treatments"][0]["id"]
     ok = channel.http.post(
-        "/v1/feedback", json={"feedback_id": "f", "decision_id": decision["decision_id"], "treatment_id": right, "outcome": "click"}
+        "/v1/feedback",
+        json={"feedback_id": "f", "decision_id": decision["decision_id"], "treatment_id": right, "outcome": "click"},
     )
     assert ok.json() == {"accepted": True, "duplicate": False}
 

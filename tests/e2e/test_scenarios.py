@@ -101,7 +101,13 @@ def test_nothing_relevant_gives_the_fallback(channel: Channel) -> None:
 def test_feedback_joins_the_decision_and_counts_once(channel: Channel, redis_sync: Redis) -> None:
     decision = channel.decide("alice", "mobile_app")
     chosen = decision["treatments"][0]["id"]
-    body = {"feedback_id": "fb-1", "decision_id": decision["decision_id"], "treatment_id": chosen, "outcome": "purchase", "value": 99.5}
+    body = {
+        "feedback_id": "fb-1",
+        "decision_id": decision["decision_id"],
+        "treatment_id": chosen,
+        "outcome": "purchase",
+        "value": 99.5,
+    }
     first = channel.http.post("/v1/feedback", json=body)
     again = channel.http.post("/v1/feedback", json=body)
     assert (first.status_code, first.json()) == (202, {"accepted": True, "duplicate": False})

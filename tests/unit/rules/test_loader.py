@@ -122,7 +122,8 @@ def test_suppression_after_an_undeclared_event_type_is_refused(tmp_path: Path) -
     write(
         tmp_path,
         "a.yaml",
-        MINIMAL + "contact_policies:\n  - type: suppression\n    id: p\n    after_event: complain\n    groups: [sales]\n    days: 7\n",
+        MINIMAL
+        + "contact_policies:\n  - type: suppression\n    id: p\n    after_event: complain\n    groups: [sales]\n    days: 7\n",
     )
     problem = refused(tmp_path).problems[0]
     assert "unknown event type `complain`" in problem.message

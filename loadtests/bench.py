@@ -1,0 +1,714 @@
+"""Decision benchmark: what a decision costs compared with the cheapest Redis-backed request.
+
+Run as ``python -m loadtests.bench --customers 100000`` (``make bench``). It starts a real
+server process (``python -m engine.cli serve``, seeded, with the bench endpoints on), drives it
+from this process with a small asyncio HTTP/1.1 keep-alive client, and measures in one run,
+with the same concurrency and duration:
+
+* ``bare``: ``GET /bench/bare/{id}``, one HGETALL and nothing else: the floor set by the web
+  stack and one Redis round trip. Measured before and after the decisions; the better of the
+  two is kept, so a cold start or a background save cannot flatter the ratio.
+* ``decisions``: ``POST /v1/decisions`` with a realistic mix of channels and placements.
+* ``events``: ``POST /v1/events`` in batches of 100 (page_view, cart_add, purchase).
+
+The ratio decisions/bare throughput says how much of the request budget the decision logic
+eats; the target is at least 0.5. The benchmark prints figures and writes them to JSON; it
+never asserts, because figures on a shared two-core machine are for reading, not gating.
+
+Why not locust: its Python client spends more CPU per request than the server under test, so
+on a small machine it would measure itself. The client here does the bare minimum per request
+(write prebuilt bytes, read the status line, headers and a Content-Length body) over one
+persistent connection per concurrent worker, on uvloop when it is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 0.5
+EVENTS_PER_BATCH = 100
+PAUSE_BETWEEN_S = 0.5  # lets the server finish in-flight work so one measurement does not bleed into the next
+MAX_ERROR_SAMPLES = 5
+
+console = Console()
+
+
+# -- what the load generator sends --------------------------------------------------------------
+
+DECISION_MIX: tuple[dict[str, Any], ...] = (
+    # One rotation of ten: four web home pages, three app opens, two ticket pages, one call.
+    {"channel": "web", "context": {"device": "desktop", "page": "home"}},
+    {"channel": "mobile_app", "context": {"device": "ios", "page": "home"}},
+    {
+        "channel": "web",
+        "placement": "event_tickets",
+        "context": {"device": "desktop", "page": "event_detail", "companion": "child"},
+    },
+    {"channel": "web", "context": {"device": "desktop", "page": "home"}},
+    {"channel": "mobile_app", "context": {"device": "android", "page": "home"}},
+    {"channel": "call_center", "placement": "agent_prompt", "context": {"reason": "booking_change"}},
+    {"channel": "web", "context": {"device": "desktop", "page": "home"}},
+    {
+        "channel": "web",
+        "placement": "event_tickets",
+        "context": {"device": "desktop", "page": "event_detail", "companion": "friends"},
+    },
+    {"channel": "mobile_app", "context": {"device": "ios", "page": "home"}},
+    {"channel": "web", "context": {"device": "desktop", "page": "home"}},
+)
+PAGES = ("home", "search", "product", "event_list", "event_detail", "cart")
+
+
+class RequestFactory:
+    """Builds request bytes. Each request names a random seeded customer, so Redis reads are spread
+    over the whole base instead of hitting a handful of hot keys."""
+
+    def __init__(self, host: str, port: int, customers: int, seed: int = 1) -> None:
+        self.head = f"Host: {host}:{port}\r\nUser-Agent: nba-bench\r\n".encode()
+        self.customers = customers
+        self.rng = random.Random(seed)
+        self.rotation = 0
+        self.id_prefix = uuid.uuid4().hex[:12]  # unique per run: the engine deduplicates event ids
+        self.event_seq = 0
+
+    def customer(self) -> str:
+        return f"cust-{self.rng.randint(1, self.customers):06d}"
+
+    def _post(self, path: bytes, body: bytes) -> bytes:
+        return (
+            b"POST "
+            + path
+            + b" HTTP/1.1\r\n"
+            + self.head
+            + b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+
+    def bare(self) -> bytes:
+        return b"GET /bench/bare/" + self.customer().encode() + b" HTTP/1.1\r\n" + self.head + b"\r\n"
+
+    def decision(self) -> bytes:
+        template = DECISION_MIX[self.rotation % len(DECISION_MIX)]
+        self.rotation += 1
+        return self._post(b"/v1/decisions", orjson.dumps({"customer_id": self.customer(), **template}))
+
+    def _event(self) -> dict[str, Any]:
+        self.event_seq += 1
+        rng = self.rng
+        body: dict[str, Any] = {
+            "event_id": f"{self.id_prefix}-{self.event_seq}",
+            "customer_id": self.customer(),
+            "channel": rng.choice(("web", "mobile_app")),
+        }
+        roll = rng.random()
+        if roll < 0.6:
+            body["type"], body["attributes"] = "page_view", {"page": rng.choice(PAGES)}
+        elif roll < 0.9:
+            sku = f"sku-{rng.randint(1, 200):04d}"
+            body["type"], body["attributes"] = (
+                "cart_add",
+                {"sku": sku, "qty": rng.randint(1, 3), "price": rng.randint(500, 40_000) / 100},
+            )
+        else:
+            body["type"], body["attributes"] = "purchase", {"amount": rng.randint(2_000, 90_000) / 100}
+        return body
+
+    def events(self) -> bytes:
+        return self._post(b"/v1/events", orjson.dumps({"events": [self._event() for _ in range(EVENTS_PER_BATCH)]}))
+
+
+# -- a minimal HTTP/1.1 client ------------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    pass
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """Status, body, and whether the server will close the connection after this response."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1."):
+        raise ProtocolError(f"not an HTTP/1.x response: {head[:60]!r}")
+    status = int(head[9:12])
+    length: int | None = None
+    chunked = close = False
+    for line in head[:-4].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            close = b"close" in value.lower()
+    if chunked:
+        parts: list[bytes] = []
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            parts.append((await reader.readexactly(size + 2))[:-2])
+        await reader.readuntil(b"\r\n")  # no trailers are sent; this is the final CRLF
+        return status, b"".join(parts), close
+    if length is None:
+        return status, await reader.read(), True
+    return status, await reader.readexactly(length), close
+
+
+@dataclass
+class Tally:
+    """Everything one measurement records; the workers of a measurement share it (one event loop)."""
+
+    latencies: list[float] = field(default_factory=list)
+    ok: int = 0
+    errors: int = 0
+    degraded: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    def error(self, what: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < MAX_ERROR_SAMPLES:
+            self.error_samples.append(what)
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        await writer.wait_closed()
+
+
+async def worker(host: str, port: int, conn: Connection | None, make: Callable[[], bytes], deadline: float, tally: Tally) -> None:
+    """Send one request at a time on one connection until the deadline (closed-loop load)."""
+    perf = time.perf_counter
+    while perf() < deadline:
+        if conn is None:
+            try:
+                conn = await asyncio.open_connection(host, port)
+            except OSError as exc:
+                tally.error(f"connect: {exc}")
+                await asyncio.sleep(0.05)
+                continue
+        reader, writer = conn
+        request = make()
+        started = perf()
+        try:
+            writer.write(request)
+            if len(request) > 65_536:
+                await writer.drain()
+            status, body, close = await read_response(reader)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ProtocolError, ValueError) as exc:
+            tally.error(f"{type(exc).__name__}: {exc}")
+            await close_quietly(writer)
+            conn = None
+            continue
+        tally.latencies.append(perf() - started)
+        if 200 <= status < 300:
+            tally.ok += 1
+            if b'"degraded":true' in body:
+                tally.degraded += 1
+        else:
+            tally.error(f"HTTP {status}: {body[:300].decode(errors='replace')}")
+        if close:
+            await close_quietly(writer)
+            conn = None
+    if conn is not None:
+        await close_quietly(conn[1])
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile: a latency some request really had, not an interpolation."""
+    if not sorted_values:
+        return math.nan
+    return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used, from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Measurement:
+    name: str
+    requests: int
+    errors: int
+    duration_s: float
+    throughput_rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    degraded: int = 0
+    events_per_s: float | None = None
+    cpu_pct: dict[str, float] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
+
+
+class Bench:
+    """Runs the measurements against one server; `pids` name the processes whose CPU is reported."""
+
+    def __init__(self, host: str, port: int, customers: int, concurrency: int, pids: dict[str, int]) -> None:
+        self.host = host
+        self.port = port
+        self.concurrency = concurrency
+        self.pids = pids
+        self.factory = RequestFactory(host, port, customers)
+
+    async def _connect(self) -> list[Connection]:
+        return list(await asyncio.gather(*(asyncio.open_connection(self.host, self.port) for _ in range(self.concurrency))))
+
+    async def measure(self, name: str, make: Callable[[], bytes], duration_s: float, *, per_request: int = 1) -> Measurement:
+        """Run `concurrency` closed-loop workers for `duration_s`; throughput counts 2xx responses only,
+        so a server that fails fast cannot look fast."""
+        conns = await self._connect()  # connected before the clock starts: set-up is not what is measured
+        tally = Tally()
+        cpu_before = {who: proc_cpu_seconds(pid) for who, pid in self.pids.items()}
+        cpu_before["load generator"] = time.process_time()
+        started = time.perf_counter()
+        deadline = started + duration_s
+        await asyncio.gather(*(worker(self.host, self.port, c, make, deadline, tally) for c in conns))
+        elapsed = time.perf_counter() - started
+        cpu: dict[str, float] = {}
+        for who, pid in self.pids.items():
+            before, after = cpu_before.get(who), proc_cpu_seconds(pid)
+            if before is not None and after is not None:
+                cpu[who] = round(100 * (after - before) / elapsed, 1)
+        cpu["load generator"] = round(100 * (time.process_time() - cpu_before["load generator"]) / elapsed, 1)
+        lat = sorted(tally.latencies)
+        rps = tally.ok / elapsed
+        return Measurement(
+            name=name,
+            requests=len(lat),
+            errors=tally.errors,
+            duration_s=round(elapsed, 3),
+            throughput_rps=round(rps, 1),
+            p50_ms=round(percentile(lat, 50) * 1000, 3),
+            p90_ms=round(percentile(lat, 90) * 1000, 3),
+            p99_ms=round(percentile(lat, 99) * 1000, 3),
+            max_ms=round((lat[-1] if lat else math.nan) * 1000, 3),
+            degraded=tally.degraded,
+            events_per_s=round(rps * per_request, 1) if per_request > 1 else None,
+            cpu_pct=cpu,
+            error_samples=tally.error_samples,
+        )
+
+    async def run(self, duration_s: float, warmup_s: float) -> dict[str, Measurement]:
+        f = self.factory
+        results: dict[str, Measurement] = {}
+        steps: list[tuple[str, Callable[[], bytes], float, int]] = []
+        if warmup_s > 0:
+            alternate = _alternating(f.decision, f.bare)
+            steps.append(("warmup", lambda: next(alternate), warmup_s, 1))
+        steps += [
+            ("bare (1st)", f.bare, duration_s, 1),
+            ("decisions", f.decision, duration_s, 1),
+            ("bare (2nd)", f.bare, duration_s, 1),
+            ("events", f.events, duration_s, EVENTS_PER_BATCH),
+        ]
+        for name, make, seconds, per_request in steps:
+            console.print(f"[dim]measuring {name} for {seconds:g} s ...[/dim]")
+            results[name] = await self.measure(name, make, seconds, per_request=per_request)
+            await asyncio.sleep(PAUSE_BETWEEN_S)
+        results.pop("warmup", None)
+        return results
+
+
+def _alternating(*makers: Callable[[], bytes]) -> Iterator[bytes]:
+    while True:
+        for make in makers:
+            yield make()
+
+
+# -- the server under test ------------------------------------------------------------------------
+
+
+class ServerError(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`python -m engine.cli serve` in its own session, so a Ctrl-C in the terminal reaches the
+    benchmark only, and the benchmark shuts the server down in order (uvicorn, then the embedded
+    Redis, which saves and exits)."""
+
+    def __init__(self, customers: int, data_dir: Path, redis_url: str | None, host: str = "127.0.0.1") -> None:
+        self.customers = customers
+        self.data_dir = data_dir
+        self.redis_url = redis_url
+        self.host = host
+        self.port = free_port()
+        self.log_path = data_dir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.seeded_at: float | None = None
+        self.ready_at: float | None = None
+        self._log: TextIO | None = None
+        self._pump: threading.Thread | None = None
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--seed-customers",
+            str(self.customers),
+        ]
+
+    def start(self) -> None:
+        env = {**os.environ, "NBA_BENCH_ENDPOINTS": "true", "NBA_DATA_DIR": str(self.data_dir), "COLUMNS": "200"}
+        env.pop("NBA_REDIS_URL", None)
+        if self.redis_url:
+            env["NBA_REDIS_URL"] = self.redis_url
+        self._log = self.log_path.open("w")
+        self.started_at = time.perf_counter()
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._pump = threading.Thread(target=self._copy_output, name="server-log", daemon=True)
+        self._pump.start()
+
+    def _copy_output(self) -> None:
+        """Keep the server's output (it goes to the log file, shown only if something goes wrong) and
+        note when seeding finished, to report how long it took."""
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        assert self._log is not None
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace")
+            if self.seeded_at is None and line.startswith("seeded "):
+                self.seeded_at = time.perf_counter()
+            self._log.write(line)
+            self._log.flush()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "".join(self.log_path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll GET /readyz until 200; fail early if the process exits."""
+        assert self.proc is not None
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(f"the server exited with code {self.proc.returncode} before it was ready")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+                try:
+                    conn.request("GET", "/readyz")
+                    if conn.getresponse().status == 200:
+                        self.ready_at = time.perf_counter()
+                        return
+                finally:
+                    conn.close()
+            time.sleep(0.2)
+        raise ServerError(f"the server was not ready after {timeout_s:.0f} s")
+
+    def embedded_redis_pids(self) -> list[int]:
+        """The embedded Redis daemonizes out of the server's process group; it is recognised by its
+        working directory, which is this run's own data directory."""
+        found: list[int] = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(entry / "cwd")) == self.data_dir and entry.name != str(os.getpid()):
+                    found.append(int(entry.name))
+        return [pid for pid in found if self.proc is None or pid != self.proc.pid]
+
+    def stop(self) -> None:
+        """SIGINT (uvicorn's graceful shutdown), then SIGTERM, then SIGKILL to the server's process
+        group; finally make sure no embedded Redis of this run is left behind."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            for sig, wait_s in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(wait_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.redis_url is None:
+            for pid in self.embedded_redis_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        if self._pump is not None:
+            self._pump.join(5)
+        if self._log is not None:
+            self._log.close()
+
+
+# -- reporting ------------------------------------------------------------------------------------
+
+
+def git_revision() -> str | None:
+    """The checked-out commit, read from .git directly (no git binary needed)."""
+    git = ROOT / ".git"
+    try:
+        if git.is_file():  # a worktree: `gitdir: <path>`
+            git = (ROOT / git.read_text().split(":", 1)[1].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head
+        ref = head.split(":", 1)[1].strip()
+        bases = [git]
+        if (git / "commondir").is_file():  # a worktree keeps its branches in the main repository
+            bases.append((git / (git / "commondir").read_text().strip()).resolve())
+        for base in bases:
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip()
+            packed = base / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0]
+    except (OSError, IndexError):
+        return None
+    return None
+
+
+def machine_info(loop_name: str) -> dict[str, Any]:
+    cpu_model = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "git_revision": git_revision(),
+        "load_generator_loop": loop_name,
+    }
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+
+
+def print_report(rows: list[Measurement], ratio: float | None, header: str) -> None:
+    table = Table(title=header, title_justify="left")
+    for column in (
+        "measurement",
+        "requests",
+        "errors",
+        "req/s",
+        "events/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "CPU % (server/redis/gen)",
+    ):
+        table.add_column(column, justify="left" if column == "measurement" else "right")
+    for m in rows:
+        cpu = "/".join(fmt(m.cpu_pct.get(k), 0) for k in ("server", "redis", "load generator"))
+        table.add_row(
+            m.name,
+            f"{m.requests:,}",
+            f"[red]{m.errors:,}[/red]" if m.errors else "0",
+            fmt(m.throughput_rps),
+            fmt(m.events_per_s, 0),
+            fmt(m.p50_ms, 2),
+            fmt(m.p90_ms, 2),
+            fmt(m.p99_ms, 2),
+            fmt(m.max_ms, 2),
+            cpu,
+        )
+    console.print(table)
+    for m in rows:
+        if m.degraded:
+            console.print(f"[yellow]{m.name}: {m.degraded:,} degraded answers (state store too slow or unavailable)[/yellow]")
+        for sample in m.error_samples:
+            console.print(f"[red]{m.name} error:[/red] {sample}", markup=True, highlight=False)
+    if ratio is None:
+        console.print("decisions / bare throughput: [red]not available[/red]")
+    else:
+        verdict = "[green]meets the target[/green]" if ratio >= TARGET_RATIO else "[red]below the target[/red]"
+        console.print(f"decisions / bare throughput: [bold]{ratio:.2f}[/bold]  (target >= {TARGET_RATIO:.2f}: {verdict})")
+
+
+def write_json(out_dir: Path, payload: dict[str, Any], stamp: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    path = out_dir / f"bench-{stamp}.json"
+    path.write_bytes(data)
+    (out_dir / "latest.json").write_bytes(data)
+    return path
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--customers", type=int, default=100_000, help="customers to seed and spread requests over (default 100000)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    p.add_argument("--concurrency", type=int, default=32, help="concurrent connections, one request in flight each (default 32)")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of mixed traffic before measuring (default 2)")
+    p.add_argument(
+        "--out", type=Path, default=Path("bench-results"), help="directory for the JSON results (default bench-results)"
+    )
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        help="state store for the server (default: the embedded Redis `nba serve` starts, in a temporary directory); "
+        "the seeded profiles overwrite cust-* keys there",
+    )
+    args = p.parse_args(argv)
+    if args.customers < 1 or args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
+        p.error("--customers and --concurrency must be >= 1, --duration > 0 and --warmup >= 0")
+    return args
+
+
+def _event_loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop, "asyncio"
+    return uvloop.new_event_loop, f"uvloop {uvloop.__version__}"
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # so `finally` stops the server on kill too
+    loop_factory, loop_name = _event_loop_factory()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    results: dict[str, Measurement] = {}
+    startup: dict[str, float | None] = {}
+    with tempfile.TemporaryDirectory(prefix="nba-bench-") as tmp:
+        server = Server(args.customers, Path(tmp).resolve(), args.redis_url)
+        try:
+            console.print(f"starting the server on port {server.port}, seeding {args.customers:,} customers ...")
+            server.start()
+            server.wait_ready(timeout_s=120 + args.customers / 1_000)
+            assert server.ready_at is not None
+            assert server.proc is not None
+            startup = {
+                "seed_s": round(server.seeded_at - server.started_at, 2) if server.seeded_at else None,
+                "start_to_ready_s": round(server.ready_at - server.started_at, 2),
+            }
+            console.print(
+                f"ready after {startup['start_to_ready_s']} s (seeding done at {fmt(startup['seed_s'], 2)} s, "
+                "including interpreter start)"
+            )
+            pids = {"server": server.proc.pid}
+            redis_pids = server.embedded_redis_pids() if args.redis_url is None else []
+            if redis_pids:
+                pids["redis"] = redis_pids[0]
+            bench = Bench(server.host, server.port, args.customers, args.concurrency, pids)
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                results = runner.run(bench.run(args.duration, args.warmup))
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; stopping the server[/yellow]")
+            return 130
+        except (ServerError, OSError) as exc:
+            console.print(f"[red]benchmark failed:[/red] {exc}")
+            tail = server.log_tail()
+            if tail:
+                console.print("[dim]server output:[/dim]")
+                console.print(tail, markup=False, highlight=False)
+            return 1
+        finally:
+            server.stop()
+
+    bare = max((results[k] for k in ("bare (1st)", "bare (2nd)")), key=lambda m: m.throughput_rps)
+    decisions, events = results["decisions"], results["events"]
+    ratio = decisions.throughput_rps / bare.throughput_rps if bare.throughput_rps else None
+    header = (
+        f"{args.customers:,} customers, {args.concurrency} connections, {args.duration:g} s per measurement, "
+        f"{os.cpu_count()} CPUs (server, Redis and load generator share them)"
+    )
+    print_report([results["bare (1st)"], results["bare (2nd)"], decisions, events], ratio, header)
+
+    payload = {
+        "timestamp": stamp,
+        "config": {
+            "customers": args.customers,
+            "duration_s": args.duration,
+            "concurrency": args.concurrency,
+            "warmup_s": args.warmup,
+            "redis": args.redis_url or "embedded",
+            "decision_mix": DECISION_MIX,
+            "events_per_batch": EVENTS_PER_BATCH,
+        },
+        "machine": machine_info(loop_name),
+        "server_startup": startup,
+        "results": {
+            "bare": {**asdict(bare), "name": "bare"},
+            "decisions": asdict(decisions),
+            "events": asdict(events),
+        },
+        "bare_runs": [asdict(results["bare (1st)"]), asdict(results["bare (2nd)"])],
+        "ratio_decisions_to_bare": round(ratio, 4) if ratio is not None else None,
+        "target_ratio": TARGET_RATIO,
+    }
+    path = write_json(args.out, payload, stamp)
+    console.print(f"results written to {path} and {args.out / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
