@@ -102,7 +102,9 @@ class _Compiler:
 def _git_revision(directory: Path) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"],
+            # The last commit that touched the rules, not the repository's HEAD: a code-only
+            # commit must not look like a new rule set.
+            ["git", "-C", str(directory), "log", "-1", "--format=%h", "--abbrev=12", "--", "."],
             capture_output=True,
             text=True,
             timeout=2,
