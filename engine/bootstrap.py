@@ -6,6 +6,7 @@ answer from the same state and the same rules.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from redis import asyncio as aioredis
 
 from engine.clock import Clock, SystemClock
 from engine.decision.service import DecisionService
+from engine.errors import StoreUnavailable
 from engine.rules.registry import RuleRegistry
 from engine.settings import Settings
 from engine.state.connect import open_redis, store_for
@@ -54,6 +56,8 @@ async def open_engine(
     store = store_for(client, settings)
     clock = clock or SystemClock()
     service = DecisionService(store, rules, clock, max_batch_events=settings.max_batch_events)
+    with contextlib.suppress(StoreUnavailable):
+        await store.prepare()  # Redis may come up later; scripts then load on first use
     try:
         yield Engine(settings, service, store, rules, clock, location)
     finally:

@@ -55,7 +55,8 @@ EVENTS_PER_BATCH = 100
 PAUSE_BETWEEN_S = 0.5  # lets the server finish in-flight work so one measurement does not bleed into the next
 MAX_ERROR_SAMPLES = 5
 
-console = Console()
+# Piped output (make, CI logs) would otherwise be cut to 80 columns and wrap the table into noise.
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 # -- what the load generator sends --------------------------------------------------------------
@@ -168,6 +169,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
             chunked = b"chunked" in value.lower()
         elif name == b"connection":
             close = b"close" in value.lower()
+    if status in (204, 304) or status < 200:
+        return status, b"", close  # never a body, whatever the headers say
     if chunked:
         parts: list[bytes] = []
         while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
@@ -275,6 +278,8 @@ class Measurement:
     degraded: int = 0
     events_per_s: float | None = None
     cpu_pct: dict[str, float] = field(default_factory=dict)
+    # Server CPU per successful request: steadier than req/s when other work shares the machine.
+    server_cpu_ms_per_request: float | None = None
     error_samples: list[str] = field(default_factory=list)
 
 
@@ -303,10 +308,12 @@ class Bench:
         await asyncio.gather(*(worker(self.host, self.port, c, make, deadline, tally) for c in conns))
         elapsed = time.perf_counter() - started
         cpu: dict[str, float] = {}
+        cpu_s: dict[str, float] = {}
         for who, pid in self.pids.items():
             before, after = cpu_before.get(who), proc_cpu_seconds(pid)
             if before is not None and after is not None:
-                cpu[who] = round(100 * (after - before) / elapsed, 1)
+                cpu_s[who] = after - before
+                cpu[who] = round(100 * cpu_s[who] / elapsed, 1)
         cpu["load generator"] = round(100 * (time.process_time() - cpu_before["load generator"]) / elapsed, 1)
         lat = sorted(tally.latencies)
         rps = tally.ok / elapsed
@@ -323,6 +330,7 @@ class Bench:
             degraded=tally.degraded,
             events_per_s=round(rps * per_request, 1) if per_request > 1 else None,
             cpu_pct=cpu,
+            server_cpu_ms_per_request=round(1000 * cpu_s["server"] / tally.ok, 3) if "server" in cpu_s and tally.ok else None,
             error_samples=tally.error_samples,
         )
 
@@ -556,7 +564,8 @@ def print_report(rows: list[Measurement], ratio: float | None, header: str) -> N
         "p90 ms",
         "p99 ms",
         "max ms",
-        "CPU % (server/redis/gen)",
+        "server CPU ms/req",
+        "CPU % server/redis/gen",
     ):
         table.add_column(column, justify="left" if column == "measurement" else "right")
     for m in rows:
@@ -571,6 +580,7 @@ def print_report(rows: list[Measurement], ratio: float | None, header: str) -> N
             fmt(m.p90_ms, 2),
             fmt(m.p99_ms, 2),
             fmt(m.max_ms, 2),
+            fmt(m.server_cpu_ms_per_request, 3),
             cpu,
         )
     console.print(table)
@@ -634,6 +644,7 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # so `finally` stops the server on kill too
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started from a shell that ignores it
     loop_factory, loop_name = _event_loop_factory()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results: dict[str, Measurement] = {}

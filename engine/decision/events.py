@@ -15,6 +15,8 @@ from engine.errors import InvalidInput
 from engine.rules.vocabulary import Vocabulary
 
 _NUMBER = (int, float)
+MAX_QUANTITY = 10_000
+MAX_PRICE = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +35,29 @@ class EventEffects:
         return {"event_id": e.event_id, "type": e.type, "ts": self.ts, "channel": e.channel, "attributes": e.attributes}
 
 
-def _number(attrs: dict[str, Any], name: str, where: str, *, required: bool, minimum: float = 0.0) -> float | None:
+def _number(
+    attrs: dict[str, Any], name: str, where: str, *, required: bool, minimum: float = 0.0, maximum: float = 1e12
+) -> float | None:
     value = attrs.get(name)
     if value is None:
         if required:
             raise InvalidInput(f"`{name}` is required for this event type", field=f"{where}attributes.{name}")
         return None
-    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value) or value < minimum:
-        raise InvalidInput(f"`{name}` must be a number >= {minimum:g}, got {value!r}", field=f"{where}attributes.{name}")
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value) or not minimum <= value <= maximum:
+        raise InvalidInput(
+            f"`{name}` must be a number from {minimum:g} to {maximum:g}, got {value!r}", field=f"{where}attributes.{name}"
+        )
     return float(value)
+
+
+def _count(attrs: dict[str, Any], name: str, where: str) -> int:
+    """A whole quantity: 2.0 is accepted as 2, 1.5 is refused rather than silently cut."""
+    value = _number(attrs, name, where, required=False, minimum=1, maximum=MAX_QUANTITY)
+    if value is None:
+        return 1
+    if not value.is_integer():
+        raise InvalidInput(f"`{name}` must be a whole number, got {attrs[name]!r}", field=f"{where}attributes.{name}")
+    return int(value)
 
 
 def _string(attrs: dict[str, Any], name: str, where: str) -> str:
@@ -75,9 +91,9 @@ def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "") ->
     match event.type:
         case "cart_add":
             sku = _string(attrs, "sku", where)
-            qty = _number(attrs, "qty", where, required=False, minimum=1) or 1
-            price = _number(attrs, "price", where, required=False) or 0.0
-            item = {"qty": int(qty), "price": price, "name": attrs.get("name", sku), "added": ts}
+            qty = _count(attrs, "qty", where)
+            price = _number(attrs, "price", where, required=False, maximum=MAX_PRICE) or 0.0
+            item = {"qty": qty, "price": price, "name": attrs.get("name", sku), "added": ts}
             return EventEffects(event, ts, cart_add={sku: item})
         case "cart_remove":
             return EventEffects(event, ts, cart_remove=(_string(attrs, "sku", where),))

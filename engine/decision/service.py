@@ -32,6 +32,7 @@ from engine.domain import (
 )
 from engine.errors import InvalidInput, NotFound, StoreUnavailable
 from engine.rules.registry import RuleRegistry
+from engine.state import keys
 from engine.state.store import Store
 
 _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
@@ -50,7 +51,7 @@ def _check_id(value: str, field: str) -> str:
     return value
 
 
-def new_decision_id() -> str:
+def new_nonce() -> str:
     return uuid.uuid4().hex
 
 
@@ -74,7 +75,7 @@ class DecisionService:
         rules: RuleRegistry,
         clock: Clock,
         *,
-        new_id: Callable[[], str] = new_decision_id,
+        new_id: Callable[[], str] = new_nonce,
         max_batch_events: int = 1_000,
     ) -> None:
         self.store = store
@@ -106,7 +107,7 @@ class DecisionService:
             state, degraded = CustomerState(req.customer_id), True
         plan = decide(state, req, rules, now, fallback_only=degraded)
         decision = Decision(
-            decision_id=self.new_id(),
+            decision_id=keys.new_decision_id(self.new_id(), req.customer_id),
             customer_id=req.customer_id,
             channel=req.channel,
             placement=req.placement,

@@ -8,6 +8,7 @@ a TTL (`caps:d:20261123`), so nothing ever sweeps the keyspace.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 STREAM_EVENTS = "s:events"
 STREAM_DECISIONS = "s:decisions"
@@ -47,13 +48,20 @@ def event_seen(customer_id: str, event_id: str) -> str:
     return _c(customer_id) + ":ev:" + event_id
 
 
+@lru_cache(maxsize=64)
+def _day_names(day_number: int) -> tuple[str, str]:
+    """(yyyymmdd, yyyyWww) of a UTC day, cached: every decision needs them, few days are live."""
+    date = datetime.fromtimestamp(day_number * 86_400, UTC)
+    year, week, _ = date.isocalendar()
+    return date.strftime("%Y%m%d"), f"{year}W{week:02d}"
+
+
 def day_of(now_ms: int) -> str:
-    return datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y%m%d")
+    return _day_names(now_ms // 86_400_000)[0]
 
 
 def week_of(now_ms: int) -> str:
-    year, week, _ = datetime.fromtimestamp(now_ms / 1000, UTC).isocalendar()
-    return f"{year}W{week:02d}"
+    return _day_names(now_ms // 86_400_000)[1]
 
 
 def caps_day(customer_id: str, now_ms: int) -> str:
@@ -64,8 +72,27 @@ def caps_week(customer_id: str, now_ms: int) -> str:
     return _c(customer_id) + ":caps:w:" + week_of(now_ms)
 
 
+DECISION_NONCE_CHARS = 32
+
+
+def new_decision_id(nonce_hex: str, customer_id: str) -> str:
+    """`<32 hex chars>-<customer id>`: feedback carries only the decision id, and this lets it
+    find the record inside the customer's hash slot, so the write-back is one script on one node."""
+    return nonce_hex + "-" + customer_id
+
+
+def customer_of_decision(decision_id: str) -> str | None:
+    if len(decision_id) <= DECISION_NONCE_CHARS + 1 or decision_id[DECISION_NONCE_CHARS] != "-":
+        return None
+    return decision_id[DECISION_NONCE_CHARS + 1 :]
+
+
 def decision(decision_id: str) -> str:
-    return "d:" + decision_id
+    """The decision record; `d:<id>` only for ids not made by `new_decision_id` (never stored)."""
+    customer_id = customer_of_decision(decision_id)
+    if customer_id is None:
+        return "d:" + decision_id
+    return _c(customer_id) + ":d:" + decision_id[:DECISION_NONCE_CHARS]
 
 
 def feedback_seen(feedback_id: str) -> str:

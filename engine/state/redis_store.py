@@ -19,6 +19,7 @@ from engine.decision.events import EventEffects
 from engine.domain import CustomerState, Feedback, StoredDecision
 from engine.errors import StoreUnavailable
 from engine.state import keys
+from engine.state.scripts import SCRIPTS, Scripts
 
 
 def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -38,6 +39,11 @@ def _cart(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
     return {sku: {**line, "qty": quantities.get(sku, 1)} for sku, line in lines.items() if quantities.get(sku, 1) > 0}
 
 
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
+
+
 def _ints(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
@@ -53,10 +59,18 @@ class RedisStore:
         stream_maxlen: int,
     ) -> None:
         self.client = client
+        self._scripts = Scripts(client, SCRIPTS)
         self.decision_ttl_s = decision_ttl_s
         self.dedup_ttl_s = dedup_ttl_s
         self.recent_limit = recent_limit
         self.stream_maxlen = stream_maxlen
+
+    async def prepare(self) -> None:
+        """Load the Lua scripts (also re-done on demand if Redis forgets them)."""
+        try:
+            await self._scripts.load_all()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"state store error: {exc}") from exc
 
     async def ping(self) -> bool:
         try:
@@ -71,39 +85,41 @@ class RedisStore:
             raise StoreUnavailable(f"state store error: {exc}") from exc
 
     async def read_customer(self, customer_id: str, now_ms: int, *, with_recent: bool) -> CustomerState:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(keys.profile(customer_id))
-        pipe.hgetall(keys.cart(customer_id))
-        pipe.hgetall(keys.last(customer_id))
-        pipe.hgetall(keys.caps_day(customer_id, now_ms))
-        pipe.hgetall(keys.caps_week(customer_id, now_ms))
-        if with_recent:
-            pipe.lrange(keys.recent(customer_id), 0, self.recent_limit - 1)
-        res = await self._execute(pipe)
+        res = await self._scripts.run(
+            "read",
+            [
+                keys.profile(customer_id),
+                keys.cart(customer_id),
+                keys.last(customer_id),
+                keys.caps_day(customer_id, now_ms),
+                keys.caps_week(customer_id, now_ms),
+                keys.recent(customer_id),
+            ],
+            [self.recent_limit if with_recent else 0],
+        )
         return CustomerState(
             customer_id=customer_id,
-            profile=_loads_hash(res[0]),
-            cart=_cart(res[1]),
-            last=_loads_hash(res[2]),
-            caps_day=_ints(res[3]),
-            caps_week=_ints(res[4]),
-            recent=[orjson.loads(x) for x in res[5]] if with_recent else [],
+            profile=_loads_hash(_pairs(res[0])),
+            cart=_cart(_pairs(res[1])),
+            last=_loads_hash(_pairs(res[2])),
+            caps_day=_ints(_pairs(res[3])),
+            caps_week=_ints(_pairs(res[4])),
+            recent=[orjson.loads(x) for x in res[5]],
         )
 
     async def write_decision(self, record: StoredDecision, counter_fields: Sequence[str]) -> None:
+        """Counters and record in one script on the customer's node; the stream entry beside it."""
         cid, now = record.customer_id, record.ts
         payload = orjson.dumps(record)
         pipe = self.client.pipeline(transaction=False)
-        if counter_fields:
-            day, week = keys.caps_day(cid, now), keys.caps_week(cid, now)
-            for f in counter_fields:
-                pipe.hincrby(day, f, 1)
-                pipe.hincrby(week, f, 1)
-            pipe.expire(day, keys.DAY_CAPS_TTL_S)
-            pipe.expire(week, keys.WEEK_CAPS_TTL_S)
-        pipe.set(keys.decision(record.decision_id), payload, ex=self.decision_ttl_s)
+        self._scripts.queue(
+            pipe,
+            "write_decision",
+            [keys.caps_day(cid, now), keys.caps_week(cid, now), keys.decision(record.decision_id)],
+            [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, *counter_fields],
+        )
         pipe.xadd(keys.STREAM_DECISIONS, {"d": payload}, maxlen=self.stream_maxlen, approximate=True)
-        await self._execute(pipe)
+        await self._scripts.execute(pipe)
 
     async def claim_events(self, ids: Sequence[tuple[str, str]]) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)

@@ -38,13 +38,15 @@ async def counted(redis_url: str, redis_sync: Redis) -> AsyncIterator[tuple[Redi
     pool = aioredis.ConnectionPool.from_url(redis_url)
     pool.connection_class = counting(pool.connection_class)
     client = aioredis.Redis.from_pool(pool)
-    await client.ping()
+    store = RedisStore(client, decision_ttl_s=3600, dedup_ttl_s=600, recent_limit=5, stream_maxlen=10_000)
+    await store.prepare()
     pool.connection_class.sends = 0
-    yield RedisStore(client, decision_ttl_s=3600, dedup_ttl_s=600, recent_limit=5, stream_maxlen=10_000), pool.connection_class
+    yield store, pool.connection_class
     await client.aclose()
 
 
 VOCAB = Vocabulary.build({"tier": "string"})
+D1 = keys.new_decision_id("0" * 32, "c1")
 
 
 def event(i: int, type_: str = "page_view", customer: str = "c1", **attrs: Any) -> Event:
@@ -62,7 +64,7 @@ async def test_reading_a_customer_is_one_round_trip(counted: tuple[RedisStore, t
 
 async def test_decision_write_back_is_one_round_trip_with_ttls(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
     store, conn = counted
-    record = StoredDecision("d1", "c1", "web", None, T0, "v1", [{"id": "a", "group": "sales", "score": 1.0, "propensity": 0.1}])
+    record = StoredDecision(D1, "c1", "web", None, T0, "v1", [{"id": "a", "group": "sales", "score": 1.0, "propensity": 0.1}])
     await store.write_decision(record, ["t:a", "g:sales"])
     assert conn.sends == 1
     day, week = keys.caps_day("c1", T0), keys.caps_week("c1", T0)
@@ -70,11 +72,21 @@ async def test_decision_write_back_is_one_round_trip_with_ttls(counted: tuple[Re
     assert redis_sync.hget(week, "t:a") == b"1"
     assert 0 < redis_sync.ttl(day) <= keys.DAY_CAPS_TTL_S
     assert 0 < redis_sync.ttl(week) <= keys.WEEK_CAPS_TTL_S
-    assert 3500 < redis_sync.ttl(keys.decision("d1")) <= 3600
+    assert 3500 < redis_sync.ttl(keys.decision(D1)) <= 3600
+    assert keys.decision(D1).startswith("c:{c1}:"), "the record lives in the customer's hash slot"
     stream = redis_sync.xrange(keys.STREAM_DECISIONS)
-    assert len(stream) == 1 and orjson.loads(stream[0][1][b"d"])["decision_id"] == "d1"
+    assert len(stream) == 1 and orjson.loads(stream[0][1][b"d"])["decision_id"] == D1
     state = await store.read_customer("c1", T0, with_recent=False)
     assert state.caps_day == {"t:a": 1, "g:sales": 1} and state.caps_week["g:sales"] == 1
+
+
+async def test_scripts_forgotten_by_redis_are_reloaded(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+    store, _ = counted
+    redis_sync.script_flush()
+    record = StoredDecision(D1, "c1", "web", None, T0, "v1", [])
+    await store.write_decision(record, ["t:a"])
+    assert (await store.read_customer("c1", T0, with_recent=False)).caps_day == {"t:a": 1}
+    assert redis_sync.xlen(keys.STREAM_DECISIONS) == 1, "the stream entry is written once, not again on reload"
 
 
 async def test_event_claims_deduplicate_and_expire(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
@@ -111,13 +123,13 @@ async def test_applied_events_update_state_in_one_round_trip(counted: tuple[Redi
 async def test_feedback_joins_a_stored_decision_once(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
     store, _ = counted
     assert await store.claim_feedback("f1", "missing") == (None, False)
-    record = StoredDecision("d1", "c1", "web", None, T0, "v1", [{"id": "a", "group": "g", "score": 1.0, "propensity": 0.1}])
+    record = StoredDecision(D1, "c1", "web", None, T0, "v1", [{"id": "a", "group": "g", "score": 1.0, "propensity": 0.1}])
     await store.write_decision(record, [])
-    found, new = await store.claim_feedback("f1", "d1")
+    found, new = await store.claim_feedback("f1", D1)
     assert found == record and new
-    assert (await store.claim_feedback("f1", "d1"))[1] is False
-    await store.apply_feedback(Feedback("f1", "d1", "a", "purchase", 12.5), "c1", T0)
+    assert (await store.claim_feedback("f1", D1))[1] is False
+    await store.apply_feedback(Feedback("f1", D1, "a", "purchase", 12.5), "c1", T0)
     assert redis_sync.hgetall(keys.treatment_stats("a")) == {b"purchase": b"1", b"value": b"12.5"}
     assert await store.read_responses("c1") == {"a:purchase": 1}
     entry = orjson.loads(redis_sync.xrange(keys.STREAM_FEEDBACK)[0][1][b"f"])
-    assert entry["decision_id"] == "d1" and entry["customer_id"] == "c1" and entry["value"] == 12.5
+    assert entry["decision_id"] == D1 and entry["customer_id"] == "c1" and entry["value"] == 12.5
