@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 CUSTOMERS ?= 100000
 
-.PHONY: run test test-fast bench lint format lock clean
+.PHONY: run test test-fast bench proto lint format lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ test: $(STAMP)  ## the whole suite, against embedded Redis and against a redis-s
 test-fast: $(STAMP)  ## the suite against embedded Redis only
 	$(BIN)/pytest -q
 
-bench: $(STAMP)  ## decision benchmark against a real server process (figures to stdout and bench-results/)
+bench: $(STAMP)  ## benchmarks against real server processes (figures to stdout and bench-results/)
 	$(BIN)/python -m loadtests.bench --customers $(CUSTOMERS)
+	$(BIN)/python -m loadtests.grpc_bench --customers $(CUSTOMERS)
+
+proto: $(STAMP)  ## regenerate engine/api/grpc/gen from proto/
+	$(BIN)/python -m engine.api.grpc.build
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests loadtests

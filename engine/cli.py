@@ -59,22 +59,25 @@ def seed(
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (default: NBA_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: NBA_PORT or 8080).")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="gRPC port (default: NBA_GRPC_PORT or 50051).")] = None,
+    http_only: Annotated[bool, typer.Option("--http-only", help="Serve HTTP only.")] = False,
+    grpc_only: Annotated[bool, typer.Option("--grpc-only", help="Serve gRPC only.")] = False,
     rules: RulesDir = None,
     seed_count: Annotated[int, typer.Option("--seed-customers", help="Seed this many demo customers first.")] = 0,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[str, typer.Option(help="Server log level.")] = "info",
 ) -> None:
-    """Run the engine's HTTP API (embedded Redis unless NBA_REDIS_URL is set)."""
-    import uvicorn
+    """Run the engine: HTTP and gRPC over one engine (embedded Redis unless NBA_REDIS_URL is set)."""
+    from engine.api.serve import run
+    from engine.rules.loader import load_ruleset
 
-    from engine.api.http.app import create_app
-
-    settings = _settings(host=host, port=port, rules_dir=rules)
+    if http_only and grpc_only:
+        err.print("[red]--http-only and --grpc-only exclude each other[/red]")
+        raise typer.Exit(2)
+    settings = _settings(host=host, port=port, grpc_port=grpc_port, rules_dir=rules)
     try:
-        from engine.rules.loader import load_ruleset
-
         ruleset = load_ruleset(settings.rules_dir)
     except RuleSetError as exc:
-        err.print(f"[red]refusing to start:[/red] {exc.message}")
+        err.print(f"[red]refusing to start:[/red] {exc.message}", markup=True, highlight=False)
         raise typer.Exit(2) from exc
     if seed_count:
         written = asyncio.run(seed_customers(settings, seed_count, 7))
@@ -83,16 +86,13 @@ def serve(
     treatments = len(ruleset.treatments)
     console.print(f"NBA engine: rules {settings.rules_dir} (version {ruleset.version}, {treatments} treatments)")
     console.print(f"state in {redis}")
-    console.print(f"listening on http://{settings.host}:{settings.port}  (API docs: http://{settings.host}:{settings.port}/docs)")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    if not grpc_only:
+        console.print(f"HTTP listening on http://{settings.host}:{settings.port}  (API docs: /docs)")
+
+    def announce(bound: int) -> None:
+        console.print(f"gRPC listening on {settings.host}:{bound}  (health and reflection on)")
+
+    run(settings, http=not grpc_only, grpc=not http_only, log_level=log_level, on_ready=announce)
 
 
 @rules_app.command("check")

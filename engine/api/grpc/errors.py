@@ -1,0 +1,54 @@
+"""Every error leaves the gRPC API through `abort_for`: the one mapping from exceptions to status.
+
+Engine errors already carry their gRPC status name (engine/errors.py), so the mapping is a
+lookup; the message leads with the field at fault, as the HTTP error body's `field` does, and
+the trailing metadata repeats the HTTP body's `error` and `field` for clients that branch on
+them. Anything else is a bug: it is logged with its stack trace and the client gets INTERNAL
+with a fixed message (an unhandled exception would reach the client as UNKNOWN, with the
+exception's text).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import grpc
+from grpc import aio
+
+from engine.errors import EngineError
+
+log = logging.getLogger("engine.grpc")
+
+INTERNAL_MESSAGE = "internal error; it has been logged"
+
+
+class DeadlineExceeded(EngineError):
+    """The call's deadline leaves no time to decide, or the decision outran it."""
+
+    http_status = 504
+    grpc_code = "DEADLINE_EXCEEDED"
+    code = "deadline_exceeded"
+
+
+def status_for(exc: EngineError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+    """Status code, message and trailing metadata for an engine error."""
+    code = getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
+    details = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    metadata: tuple[tuple[str, str], ...] = (("nba-error", exc.code),)
+    if exc.field:
+        metadata += (("nba-field", exc.field),)
+    return code, details, metadata
+
+
+async def abort_for(context: aio.ServicerContext, exc: Exception, method: str) -> NoReturn:
+    """End the call with the status `exc` maps to (always raises)."""
+    if isinstance(exc, aio.AbortError):
+        raise exc  # the handler already chose a status
+    if isinstance(exc, EngineError):
+        code, details, metadata = status_for(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            log.error("%s failed: %s", method, exc.message)
+        await context.abort(code, details, metadata)
+    log.exception("unhandled error in %s", method, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, (("nba-error", "internal"),))

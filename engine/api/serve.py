@@ -1,0 +1,77 @@
+"""Run the front ends: HTTP and gRPC together over one engine, or either alone.
+
+Both share one engine (one Redis pool, one rule registry), so a decision over gRPC and one
+over HTTP read the same state and the same rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+
+import uvicorn
+import uvloop
+
+from engine.api.grpc.server import serve_grpc, start_grpc
+from engine.api.http.app import create_app
+from engine.bootstrap import open_engine
+from engine.settings import Settings
+
+GRACE_S = 10.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM once it has stopped, which would end the process before gRPC
+    has drained; here a signal only asks the server to stop, and the process exits normally."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def _http_server(settings: Settings, app: object, log_level: str) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=GRACE_S,
+    )
+    return _Server(config)
+
+
+async def serve_both(settings: Settings, *, log_level: str, on_ready: Callable[[int], None]) -> None:
+    """HTTP in the foreground; gRPC beside it, stopped (NOT_SERVING first) when HTTP stops."""
+    async with open_engine(settings) as engine:
+        running = await start_grpc(engine, settings.host, settings.grpc_port, max_concurrent_rpcs=settings.max_concurrent_rpcs)
+        on_ready(running.port)
+        try:
+            await _http_server(settings, create_app(settings, engine=engine), log_level).serve()
+        finally:
+            await running.stop(GRACE_S)
+
+
+def run(settings: Settings, *, http: bool, grpc: bool, log_level: str, on_ready: Callable[[int], None]) -> None:
+    """Block serving until SIGINT/SIGTERM. `on_ready` gets the bound gRPC port (0 picks one)."""
+    if http and grpc:
+        uvloop.run(serve_both(settings, log_level=log_level, on_ready=on_ready))
+    elif grpc:
+        uvloop.run(
+            serve_grpc(
+                settings, settings.host, settings.grpc_port, max_concurrent_rpcs=settings.max_concurrent_rpcs, on_ready=on_ready
+            )
+        )
+    else:
+        uvloop.run(_http_server(settings, create_app(settings), log_level).serve())

@@ -1,0 +1,383 @@
+"""gRPC decision benchmark: what a Decide call costs compared with the cheapest Redis-backed call.
+
+Run as ``python -m loadtests.grpc_bench --customers 100000 --duration 10 --concurrency 32``.
+It seeds the customers (``nba seed``) into an embedded Redis in a temporary directory, starts
+a real server process serving gRPC only (this module's ``--serve`` mode, with the bench service
+on), and drives it from this process over one channel, keeping `concurrency` calls in flight:
+
+* ``bare``: ``nba.v1.Bench/Bare``, one HGETALL and nothing else: the floor set by the gRPC
+  stack and one Redis round trip. Measured before and after the decisions; the better of the
+  two is kept, so a cold start cannot flatter the ratio.
+* ``decisions``: ``nba.v1.DecisionService/Decide`` with the HTTP benchmark's mix of channels
+  and placements.
+
+Every call carries a deadline, as a production client's would, so the server's deadline
+handling is part of what is measured. The ratio decisions/bare throughput says how much of the
+call budget the decision logic eats (target: at least 0.5). Figures go to stdout and to
+``bench-results/grpc-latest.json``; nothing is asserted (figures on a shared machine are for
+reading, not gating).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+
+from engine.api.grpc.gen import bench_pb2, bench_pb2_grpc
+from engine.api.grpc.gen import decision_pb2 as pb
+from engine.api.grpc.gen.decision_pb2_grpc import DecisionServiceStub
+from loadtests.bench import (
+    DECISION_MIX,
+    TARGET_RATIO,
+    Measurement,
+    Tally,
+    fmt,
+    free_port,
+    machine_info,
+    percentile,
+    print_report,
+    proc_cpu_seconds,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CALL_TIMEOUT_S = 2.0
+PREBUILT_REQUESTS = 20_000  # built before the clock starts, so the load generator spends its CPU on calls
+PAUSE_BETWEEN_S = 0.5
+READY_LINE = "grpc-bench: serving on port "
+
+console = Console()
+
+
+# -- the server process -------------------------------------------------------------------------
+
+
+def serve(port: int) -> int:
+    """The server process: the engine from NBA_* settings, gRPC only, until SIGINT/SIGTERM."""
+    from engine.api.grpc.server import serve_grpc
+    from engine.settings import Settings
+
+    def ready(bound: int) -> None:
+        print(f"{READY_LINE}{bound}", flush=True)
+
+    asyncio.run(serve_grpc(Settings(), "127.0.0.1", port, grace=5.0, on_ready=ready))
+    return 0
+
+
+class Server:
+    """The seeded server in its own session, so Ctrl-C reaches the benchmark only and the
+    benchmark stops the server in order (gRPC, then the embedded Redis, which saves and exits)."""
+
+    def __init__(self, customers: int, data_dir: Path, redis_url: str | None) -> None:
+        self.customers = customers
+        self.data_dir = data_dir
+        self.redis_url = redis_url
+        self.port = free_port()
+        self.log_path = data_dir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {**os.environ, "NBA_BENCH_ENDPOINTS": "true", "NBA_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+        self.env.pop("NBA_REDIS_URL", None)
+        if redis_url:
+            self.env["NBA_REDIS_URL"] = redis_url
+
+    def seed(self) -> float:
+        started = time.perf_counter()
+        command = [sys.executable, "-m", "engine.cli", "seed", "--customers", str(self.customers)]
+        done = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"seeding failed ({done.returncode}): {done.stderr[-2000:]}")
+        return time.perf_counter() - started
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "loadtests.grpc_bench", "--serve", "--port", str(self.port)]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "".join(self.log_path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+        return ""
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll the standard health check until the decision service is SERVING."""
+        assert self.proc is not None
+        deadline = time.perf_counter() + timeout_s
+        request = health_pb2.HealthCheckRequest(service="nba.v1.DecisionService")
+        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.perf_counter() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the server exited with code {self.proc.returncode} before it was ready")
+                with contextlib.suppress(grpc.RpcError):
+                    if health.Check(request, timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                time.sleep(0.2)
+        raise RuntimeError(f"the server was not ready after {timeout_s:.0f} s")
+
+    def redis_pids(self) -> list[int]:
+        """The embedded Redis daemonizes out of the server's process group; it runs in our data directory."""
+        found: list[int] = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(entry / "cwd")) == self.data_dir:
+                    found.append(int(entry.name))
+        ours = {os.getpid(), self.proc.pid if self.proc else None}
+        return [pid for pid in found if pid not in ours]
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            for sig, wait_s in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(wait_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.redis_url is None:
+            for pid in self.redis_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+
+# -- the load -------------------------------------------------------------------------------------
+
+
+def decide_requests(customers: int, count: int, seed: int = 1) -> list[pb.DecideRequest]:
+    rng = random.Random(seed)
+    requests = []
+    for template in itertools.islice(itertools.cycle(DECISION_MIX), count):
+        req = pb.DecideRequest(customer_id=f"cust-{rng.randint(1, customers):06d}", channel=template["channel"])
+        if "placement" in template:
+            req.placement = template["placement"]
+        req.context.update(template["context"])
+        requests.append(req)
+    return requests
+
+
+def bare_requests(customers: int, count: int, seed: int = 2) -> list[bench_pb2.BareRequest]:
+    rng = random.Random(seed)
+    return [bench_pb2.BareRequest(customer_id=f"cust-{rng.randint(1, customers):06d}") for _ in range(count)]
+
+
+async def _worker(call: Any, requests: list[Any], start: int, deadline: float, tally: Tally) -> None:
+    """One call in flight at a time until the deadline (closed-loop load)."""
+    perf = time.perf_counter
+    i = start
+    while perf() < deadline:
+        request = requests[i % len(requests)]
+        i += 1
+        started = perf()
+        try:
+            response = await call(request, timeout=CALL_TIMEOUT_S)
+        except aio.AioRpcError as exc:
+            tally.latencies.append(perf() - started)
+            tally.error(f"{exc.code().name}: {exc.details()}")
+            continue
+        tally.latencies.append(perf() - started)
+        tally.ok += 1
+        if getattr(response, "degraded", False):
+            tally.degraded += 1
+
+
+async def measure(
+    name: str, call: Any, requests: list[Any], concurrency: int, duration_s: float, pids: dict[str, int]
+) -> Measurement:
+    """Throughput counts successful calls only, so a server that fails fast cannot look fast."""
+    tally = Tally()
+    cpu_before = {who: proc_cpu_seconds(pid) for who, pid in pids.items()}
+    gen_before = time.process_time()
+    started = time.perf_counter()
+    deadline = started + duration_s
+    step = max(1, len(requests) // concurrency)
+    await asyncio.gather(*(_worker(call, requests, w * step, deadline, tally) for w in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    cpu: dict[str, float] = {}
+    cpu_s: dict[str, float] = {}
+    for who, pid in pids.items():
+        before, after = cpu_before[who], proc_cpu_seconds(pid)
+        if before is not None and after is not None:
+            cpu_s[who] = after - before
+            cpu[who] = round(100 * cpu_s[who] / elapsed, 1)
+    cpu["load generator"] = round(100 * (time.process_time() - gen_before) / elapsed, 1)
+    lat = sorted(tally.latencies)
+    return Measurement(
+        name=name,
+        requests=len(lat),
+        errors=tally.errors,
+        duration_s=round(elapsed, 3),
+        throughput_rps=round(tally.ok / elapsed, 1),
+        p50_ms=round(percentile(lat, 50) * 1000, 3),
+        p90_ms=round(percentile(lat, 90) * 1000, 3),
+        p99_ms=round(percentile(lat, 99) * 1000, 3),
+        max_ms=round((lat[-1] if lat else math.nan) * 1000, 3),
+        degraded=tally.degraded,
+        cpu_pct=cpu,
+        server_cpu_ms_per_request=round(1000 * cpu_s["server"] / tally.ok, 3) if "server" in cpu_s and tally.ok else None,
+        error_samples=tally.error_samples,
+    )
+
+
+async def run(port: int, args: argparse.Namespace, pids: dict[str, int]) -> dict[str, Measurement]:
+    decides = decide_requests(args.customers, PREBUILT_REQUESTS)
+    bares = bare_requests(args.customers, PREBUILT_REQUESTS)
+    results: dict[str, Measurement] = {}
+    async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await channel.channel_ready()
+        decide, bare = DecisionServiceStub(channel).Decide, bench_pb2_grpc.BenchStub(channel).Bare
+
+        async def alternate(request: Any, **options: Any) -> Any:
+            return await (decide if isinstance(request, pb.DecideRequest) else bare)(request, **options)
+
+        mixed = [r for pair in zip(decides[:1_000], bares[:1_000], strict=True) for r in pair]
+        steps: list[tuple[str, Any, list[Any], float]] = []
+        if args.warmup > 0:
+            steps.append(("warmup", alternate, mixed, args.warmup))
+        steps += [
+            ("bare (1st)", bare, bares, args.duration),
+            ("decisions", decide, decides, args.duration),
+            ("bare (2nd)", bare, bares, args.duration),
+        ]
+        for name, call, requests, seconds in steps:
+            console.print(f"[dim]measuring {name} for {seconds:g} s ...[/dim]")
+            results[name] = await measure(name, call, requests, args.concurrency, seconds, pids)
+            await asyncio.sleep(PAUSE_BETWEEN_S)
+    results.pop("warmup", None)
+    return results
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m loadtests.grpc_bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--customers", type=int, default=100_000, help="customers to seed and spread calls over (default 100000)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    p.add_argument("--concurrency", type=int, default=32, help="calls kept in flight on the one channel (default 32)")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of mixed calls before measuring (default 2)")
+    p.add_argument(
+        "--out", type=Path, default=Path("bench-results"), help="directory for the JSON results (default bench-results)"
+    )
+    p.add_argument("--redis-url", default=None, help="state store (default: an embedded Redis in a temporary directory)")
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the server process's own mode
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.customers < 1 or args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
+        p.error("--customers and --concurrency must be >= 1, --duration > 0 and --warmup >= 0")
+    return args
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve:
+        return serve(args.port)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # so `finally` stops the server on kill too
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    with tempfile.TemporaryDirectory(prefix="nba-grpc-bench-") as tmp:
+        server = Server(args.customers, Path(tmp).resolve(), args.redis_url)
+        try:
+            console.print(f"seeding {args.customers:,} customers ...")
+            seed_s = server.seed()
+            console.print(f"starting the gRPC server on port {server.port} ...")
+            started = time.perf_counter()
+            server.start()
+            server.wait_ready(timeout_s=60 + args.customers / 5_000)
+            startup = {"seed_s": round(seed_s, 2), "start_to_ready_s": round(time.perf_counter() - started, 2)}
+            assert server.proc is not None
+            pids = {"server": server.proc.pid}
+            redis = server.redis_pids() if args.redis_url is None else []
+            if redis:
+                pids["redis"] = redis[0]
+            results = asyncio.run(run(server.port, args, pids))
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; stopping the server[/yellow]")
+            return 130
+        except (RuntimeError, OSError) as exc:
+            console.print(f"[red]benchmark failed:[/red] {exc}")
+            console.print(server.log_tail(), markup=False, highlight=False)
+            return 1
+        finally:
+            server.stop()
+
+    bare = max((results[k] for k in ("bare (1st)", "bare (2nd)")), key=lambda m: m.throughput_rps)
+    decisions = results["decisions"]
+    ratio = decisions.throughput_rps / bare.throughput_rps if bare.throughput_rps else None
+    # Throughput on a shared machine moves with whatever else runs; server CPU per call does not.
+    cpu_ratio = (
+        bare.server_cpu_ms_per_request / decisions.server_cpu_ms_per_request
+        if bare.server_cpu_ms_per_request and decisions.server_cpu_ms_per_request
+        else None
+    )
+    header = (
+        f"gRPC: {args.customers:,} customers, {args.concurrency} calls in flight on one channel, {args.duration:g} s per "
+        f"measurement, {os.cpu_count()} CPUs (server, Redis and load generator share them)"
+    )
+    print_report([results["bare (1st)"], results["bare (2nd)"], decisions], ratio, header)
+    payload = {
+        "timestamp": stamp,
+        "protocol": "grpc",
+        "config": {
+            "customers": args.customers,
+            "duration_s": args.duration,
+            "concurrency": args.concurrency,
+            "warmup_s": args.warmup,
+            "call_timeout_s": CALL_TIMEOUT_S,
+            "redis": args.redis_url or "embedded",
+            "decision_mix": DECISION_MIX,
+        },
+        "machine": machine_info("asyncio"),
+        "server_startup": startup,
+        "results": {"bare": {**asdict(bare), "name": "bare"}, "decisions": asdict(decisions)},
+        "bare_runs": [asdict(results["bare (1st)"]), asdict(results["bare (2nd)"])],
+        "ratio_decisions_to_bare": round(ratio, 4) if ratio is not None else None,
+        "ratio_by_server_cpu_per_call": round(cpu_ratio, 4) if cpu_ratio is not None else None,
+        "target_ratio": TARGET_RATIO,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    (args.out / f"grpc-{stamp}.json").write_bytes(data)
+    (args.out / "grpc-latest.json").write_bytes(data)
+    console.print(
+        f"decisions p50/p99 {fmt(decisions.p50_ms, 2)}/{fmt(decisions.p99_ms, 2)} ms, {fmt(decisions.throughput_rps)} calls/s; "
+        f"bare p50/p99 {fmt(bare.p50_ms, 2)}/{fmt(bare.p99_ms, 2)} ms, {fmt(bare.throughput_rps)} calls/s"
+    )
+    if cpu_ratio is not None:
+        console.print(f"bare / decisions server CPU per call: {cpu_ratio:.2f} (the same ratio, less sensitive to other load)")
+    console.print(f"results written to {args.out / 'grpc-latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
