@@ -111,7 +111,9 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer, _Guarded):
         else:
             try:
                 # Abandon the decision at the deadline: the client has stopped waiting for it.
-                decision = await asyncio.wait_for(self.service.decide(req), remaining)
+                # (asyncio.timeout cancels in place; wait_for would cost a task per call.)
+                async with asyncio.timeout(remaining):
+                    decision = await self.service.decide(req)
             except TimeoutError:
                 raise DeadlineExceeded("the decision outran the call's deadline and was abandoned") from None
         return codec.decide_response(decision)
