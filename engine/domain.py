@@ -137,6 +137,12 @@ class StoredDecision:
     treatments: list[dict[str, Any]]
     degraded: bool = False
     fallback: bool = False
+    policy: str = "greedy"
+    """How the list was picked: the exploration policy, or `holdout` (uniformly at random)."""
+    model: dict[str, Any] | None = None
+    """`{id, version, fingerprint}` of the response model that scored the candidates, if any."""
+    inputs: dict[str, Any] | None = None
+    """The customer and context fields the model read, so learning uses what the model saw."""
 
     def treatment_ids(self) -> list[str]:
         return [t["id"] for t in self.treatments]

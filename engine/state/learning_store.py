@@ -67,8 +67,7 @@ class StreamEntry:
 
     @property
     def order(self) -> tuple[int, int]:
-        ms, _, seq = self.id.partition("-")
-        return int(ms), int(seq or 0)
+        return stream_order(self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +103,12 @@ class LearningStore:
                 raise
 
     async def read(
-        self, streams: Sequence[str], group: str, consumer: str, *, count: int, block_ms: int | None, pending: bool
+        self, streams: dict[str, str], group: str, consumer: str, *, count: int, block_ms: int | None
     ) -> list[StreamEntry]:
-        """New entries (or, with `pending`, this consumer's delivered-but-unacknowledged ones)."""
-        start = "0" if pending else ">"
+        """Entries per stream after the given id: `>` for new ones, an id to page through this
+        consumer's delivered-but-unacknowledged ones (`0` from the start)."""
         try:
-            reply = await self.client.xreadgroup(group, consumer, {s: start for s in streams}, count=count, block=block_ms)
+            reply = await self.client.xreadgroup(group, consumer, streams, count=count, block=block_ms)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"reading {', '.join(streams)}: {exc}") from exc
         out: list[StreamEntry] = []
@@ -143,18 +142,25 @@ class LearningStore:
         if windows:
             await self.client.zadd(due_key(model_id), windows, nx=True)
 
-    async def mark_positive(self, model_id: str, members: dict[str, int]) -> None:
-        if members:
-            await self.client.hset(positives_key(model_id), mapping=members)
-
     async def due_windows(self, model_id: str, now_ms: int, limit: int) -> list[tuple[str, int]]:
         rows = await self.client.zrangebyscore(due_key(model_id), "-inf", now_ms, start=0, num=limit, withscores=True)
         return [(m.decode(), int(s)) for m, s in rows]
 
-    async def positives(self, model_id: str, members: Sequence[str]) -> list[bool]:
+    async def positive_weights(self, model_id: str, members: Sequence[str]) -> list[float | None]:
+        """The strongest positive weight already learned for each impression, if any."""
         if not members:
             return []
-        return [v is not None for v in await self.client.hmget(positives_key(model_id), list(members))]
+        return [float(v) if v is not None else None for v in await self.client.hmget(positives_key(model_id), list(members))]
+
+    async def claim_stale(self, stream: str, group: str, consumer: str) -> int:
+        """Take over entries delivered to consumers that died, so they are learned (once) here."""
+        claimed, cursor = 0, "0-0"
+        while True:
+            reply = await self.client.xautoclaim(stream, group, consumer, min_idle_time=0, start_id=cursor, count=1000)
+            cursor, ids = reply[0], reply[1]
+            claimed += len(ids)
+            if cursor in (b"0-0", "0-0"):
+                return claimed
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -165,14 +171,18 @@ class LearningStore:
         weights: bytes,
         meta: dict[str, Any],
         settled_windows: Sequence[str],
+        positives: dict[str, float],
     ) -> int:
-        """Store learner + served weights and settle the windows they include, atomically."""
+        """Store learner + served weights, settle the windows and record the positives they
+        include, atomically: a crash before this leaves all of it to be learned again, once."""
         version = int(await self.client.incr(_m(model_id) + ":version"))
         meta = {**meta, "version": version}
         packed = orjson.dumps(meta)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(snapshot_key(model_id), mapping={"version": version, "learner": learner, "meta": packed})
         pipe.hset(served_key(model_id), mapping={"version": version, "weights": weights, "meta": packed})
+        if positives:
+            pipe.hset(positives_key(model_id), mapping=positives)
         if settled_windows:
             pipe.zrem(due_key(model_id), *settled_windows)
             pipe.hdel(positives_key(model_id), *settled_windows)
