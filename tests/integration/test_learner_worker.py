@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-from collections.abc import AsyncIterator
-
 import pytest
 from redis import Redis
 from redis import asyncio as aioredis
@@ -29,10 +27,10 @@ def spec() -> ModelSpec:
 
 
 @pytest.fixture
-async def stores(redis_async: aioredis.Redis) -> AsyncIterator[tuple[RedisStore, LearningStore]]:
+async def stores(redis_async: aioredis.Redis) -> tuple[RedisStore, LearningStore]:
     store = RedisStore(redis_async, decision_ttl_s=7 * 86_400, dedup_ttl_s=600, recent_limit=10, stream_maxlen=100_000)
     await store.prepare()
-    yield store, LearningStore(redis_async)
+    return store, LearningStore(redis_async)
 
 
 _n = iter(range(10**6))
