@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+
 import pytest
 from redis import Redis
 from redis import asyncio as aioredis
