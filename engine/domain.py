@@ -56,6 +56,8 @@ class ChosenTreatment:
     score: float
     propensity: float
     content: dict[str, Any]
+    selection_probability: float = 1.0
+    """Probability that the policy shows this treatment (not to be confused with `propensity`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class Decision:
     degraded: bool = False
     fallback: bool = False
     verdicts: tuple[Verdict, ...] = ()
+    model_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,34 @@
-"""The decision itself, as a pure function: state + request + rules + time -> plan.
+"""The decision itself, as a pure function: state + request + rules + model + time + rng -> plan.
 
 No I/O here: the service reads state before and applies the plan's writes after. That keeps
 the hot path testable without Redis and lets simulation and offline evaluation reuse it.
+
+Steps: candidates for the channel and placement; eligibility (marketer conditions); suitability
+(caps, contact policies, suppressions); scoring of every suitable candidate in one kernel call
+(propensity from the response model blended with the treatment's Beta prior, priority =
+propensity × context weight × value × lever); then the exploration policy fills the slate
+within the arbitration limits, and reports each shown treatment's selection probability.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from engine.decision.arbitration import Scored, arbitrate, rank
-from engine.decision.suitability import cap_reason, group_budgets
+import numpy as np
+
+from engine.decision.exploration import ExplorationPolicy, in_holdout, select_slate
+from engine.decision.suitability import GroupBudget, cap_reason, group_budgets
 from engine.domain import ChosenTreatment, CustomerState, DecisionRequest, Verdict
+from engine.learning.serving import ServedModel
+from engine.learning.spec import ModelSpec
 from engine.rules.ruleset import CompiledTreatment, RuleSet
 from engine.rules.vocabulary import EvalContext
+from engine.scoring.kernels import score_candidates
 from engine.state.keys import group_cap_field, treatment_cap_field
+
+_NO_WEIGHTS = np.zeros(1, np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +37,9 @@ class DecisionPlan:
     verdicts: tuple[Verdict, ...]
     counter_fields: tuple[str, ...]
     fallback: bool
+    policy: str = "greedy"
+    model: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
 
 
 def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int) -> EvalContext:
@@ -38,30 +56,91 @@ def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int) ->
     )
 
 
-def score(t: CompiledTreatment, ctx: EvalContext) -> Scored:
-    """priority = propensity x context weight x value x lever (propensity: the prior mean for now)."""
-    propensity = t.prior_mean
+def context_weight(t: CompiledTreatment, ctx: EvalContext) -> float:
     weight = 1.0
     for condition, w in t.context_weights:
         if condition(ctx):
             weight *= w
-    return Scored(t, propensity, weight, propensity * weight * t.value * t.lever)
+    return weight
 
 
-def _chosen(s: Scored) -> ChosenTreatment:
-    t = s.treatment
-    return ChosenTreatment(t.id, t.kind, t.group, round(s.score, 6), round(s.propensity, 6), dict(t.content))
+def policy_for(spec: ModelSpec | None, placement: str | None, customer_id: str) -> ExplorationPolicy:
+    """Holdout customers get a uniformly random slate; others the placement's policy."""
+    if spec is None:
+        return ExplorationPolicy.greedy()
+    if in_holdout(customer_id, spec.holdout_share, spec.id):
+        return ExplorationPolicy.holdout()
+    chosen = spec.exploration.for_placement(placement)
+    if chosen.policy == "epsilon_greedy":
+        return ExplorationPolicy.epsilon_greedy(chosen.epsilon)
+    if chosen.policy == "softmax":
+        return ExplorationPolicy.softmax(chosen.temperature)
+    if chosen.policy == "thompson":
+        return ExplorationPolicy.thompson()
+    return ExplorationPolicy.greedy()
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    propensity: np.ndarray
+    priority: np.ndarray
+    multiplier: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+
+
+def score(
+    treatments: Sequence[CompiledTreatment],
+    weights: Sequence[float],
+    model: ServedModel | None,
+    state: CustomerState,
+    request: DecisionRequest,
+) -> Scores:
+    """One kernel call for every candidate. Without published weights the propensity is the prior."""
+    n = len(treatments)
+    prior_a = np.fromiter((t.prior_alpha for t in treatments), np.float64, n)
+    prior_b = np.fromiter((t.prior_beta for t in treatments), np.float64, n)
+    multiplier = np.fromiter((w * t.value * t.lever for t, w in zip(treatments, weights, strict=True)), np.float64, n)
+    ones = np.ones(n)
+    if model is not None and model.weights is not None:
+        featurizer = model.featurizer
+        idx, val = featurizer.encode(featurizer.shared(state.profile, request.context), treatments)
+        evidence = np.fromiter((model.evidence.get(t.id, 0.0) for t in treatments), np.float64, n)
+        strength = np.full(n, model.spec.evidence_threshold)
+        weights_vec, bias = model.weights, model.bias
+        alpha = prior_a + np.fromiter((model.successes.get(t.id, 0.0) for t in treatments), np.float64, n)
+        beta = prior_b + np.fromiter((model.failures.get(t.id, 0.0) for t in treatments), np.float64, n)
+    else:
+        idx, val = np.full((n, 0), -1, np.int32), np.zeros((n, 0), np.float32)
+        evidence, strength, weights_vec, bias = np.zeros(n), ones, _NO_WEIGHTS, 0.0
+        alpha, beta = prior_a, prior_b
+    propensity, priority = score_candidates(
+        idx, val, weights_vec, bias, prior_a / (prior_a + prior_b), strength, evidence, ones, multiplier, ones
+    )
+    return Scores(propensity, priority, multiplier, alpha, beta)
+
+
+def _chosen(t: CompiledTreatment, propensity: float, priority: float, selection: float) -> ChosenTreatment:
+    return ChosenTreatment(t.id, t.kind, t.group, round(priority, 6), round(propensity, 6), dict(t.content), round(selection, 6))
 
 
 def decide(
-    state: CustomerState, request: DecisionRequest, rules: RuleSet, now_ms: int, *, fallback_only: bool = False
+    state: CustomerState,
+    request: DecisionRequest,
+    rules: RuleSet,
+    now_ms: int,
+    *,
+    model: ServedModel | None = None,
+    rng: np.random.Generator | None = None,
+    fallback_only: bool = False,
 ) -> DecisionPlan:
     """Choose treatments. `fallback_only` is for when state could not be read: conditions such
     as "has never purchased" would be true of an empty state, so only fallbacks are safe."""
     ctx = eval_context(state, request, now_ms)
     suppressed = rules.active_suppressions(state.last, now_ms)
     verdicts: list[Verdict] = []
-    suitable: list[Scored] = []
+    suitable: list[CompiledTreatment] = []
+    weights: list[float] = []
     for t in () if fallback_only else rules.candidates(request.channel, request.placement):
         if t.eligibility is not None and not t.eligibility(ctx):
             verdicts.append(Verdict(t.id, "eligibility", f"condition is false: {t.eligibility.source}"))
@@ -74,18 +153,71 @@ def decide(
             policy_id, _until = suppressed[t.group]
             verdicts.append(Verdict(t.id, "suppression", f"contact policy `{policy_id}` suppresses group `{t.group}`"))
             continue
-        suitable.append(score(t, ctx))
+        suitable.append(t)
+        weights.append(context_weight(t, ctx))
 
     limits = rules.limits(request.placement, request.limit)
-    chosen, dropped = arbitrate(rank(suitable), limits, group_budgets(rules, state.caps_day, state.caps_week))
-    verdicts.extend(dropped)
+    budgets = group_budgets(rules, state.caps_day, state.caps_week)
+    policy = policy_for(model.spec if model else None, request.placement, request.customer_id)
+    chosen: list[ChosenTreatment] = []
+    if suitable:
+        s = score(suitable, weights, model, state, request)
+        selection = select_slate(
+            s.priority,
+            [t.group for t in suitable],
+            limit=limits.limit,
+            max_per_group=limits.max_per_group,
+            budgets={g: b.remaining for g, b in budgets.items()},
+            policy=policy,
+            rng=rng if rng is not None else np.random.default_rng(),
+            alpha=s.alpha,
+            beta=s.beta,
+            multiplier=s.multiplier,
+        )
+        for i, p in zip(selection.chosen, selection.selection_probability, strict=True):
+            chosen.append(_chosen(suitable[i], float(s.propensity[i]), float(s.priority[i]), p))
+        shown = set(selection.chosen)
+        verdicts.extend(_not_shown(suitable, s.priority, shown, budgets, limits.max_per_group))
     fallback = False
     if not chosen:
-        chosen = [score(t, ctx) for t in rules.fallback if t.available(request.channel, request.placement)][: limits.limit]
+        for t in rules.fallback:
+            if t.available(request.channel, request.placement) and len(chosen) < limits.limit:
+                prior = t.prior_mean
+                chosen.append(_chosen(t, prior, prior * context_weight(t, ctx) * t.value * t.lever, 1.0))
         fallback = bool(chosen)
 
     counters: list[str] = []
-    for s in chosen:
-        counters.append(treatment_cap_field(s.treatment.id))
-        counters.append(group_cap_field(s.treatment.group))
-    return DecisionPlan(tuple(_chosen(s) for s in chosen), tuple(verdicts), tuple(counters), fallback)
+    for c in chosen:
+        counters.append(treatment_cap_field(c.id))
+        counters.append(group_cap_field(c.group))
+    return DecisionPlan(
+        tuple(chosen),
+        tuple(verdicts),
+        tuple(counters),
+        fallback,
+        policy=policy.kind if not fallback else "fallback",
+        model=model.label if model else None,
+        inputs=model.inputs(state.profile, request.context) if model else None,
+    )
+
+
+def _not_shown(
+    suitable: Sequence[CompiledTreatment],
+    priority: np.ndarray,
+    shown: set[int],
+    budgets: dict[str, GroupBudget],
+    max_per_group: int,
+) -> list[Verdict]:
+    out = []
+    taken: dict[str, int] = {}
+    for i in shown:
+        taken[suitable[i].group] = taken.get(suitable[i].group, 0) + 1
+    for i, t in enumerate(suitable):
+        if i in shown:
+            continue
+        budget = budgets.get(t.group)
+        if budget is not None and taken.get(t.group, 0) >= budget.remaining:
+            out.append(Verdict(t.id, "policy", f"contact policy `{budget.policy_id}`: no `{t.group}` budget left"))
+        else:
+            out.append(Verdict(t.id, "arbitration", f"outranked (score {priority[i]:.4g}; at most {max_per_group} per group)"))
+    return out

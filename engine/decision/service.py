@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from engine.clock import Clock
 from engine.decision.events import EventEffects, effects_of
 from engine.decision.pipeline import decide
@@ -31,6 +33,7 @@ from engine.domain import (
     StoredDecision,
 )
 from engine.errors import InvalidInput, NotFound, StoreUnavailable
+from engine.learning.serving import ModelRegistry
 from engine.rules.registry import RuleRegistry
 from engine.state import keys
 from engine.state.store import Store
@@ -75,12 +78,16 @@ class DecisionService:
         rules: RuleRegistry,
         clock: Clock,
         *,
+        models: ModelRegistry | None = None,
+        rng: np.random.Generator | None = None,
         new_id: Callable[[], str] = new_nonce,
         max_batch_events: int = 1_000,
     ) -> None:
         self.store = store
         self.rules = rules
         self.clock = clock
+        self.models = models
+        self.rng = rng if rng is not None else np.random.default_rng()
         self.new_id = new_id
         self.max_batch_events = max_batch_events
 
@@ -105,7 +112,8 @@ class DecisionService:
         except StoreUnavailable:
             # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.
             state, degraded = CustomerState(req.customer_id), True
-        plan = decide(state, req, rules, now, fallback_only=degraded)
+        model = self.models.for_placement(req.placement) if self.models else None
+        plan = decide(state, req, rules, now, model=model, rng=self.rng, fallback_only=degraded)
         decision = Decision(
             decision_id=keys.new_decision_id(self.new_id(), req.customer_id),
             customer_id=req.customer_id,
@@ -117,6 +125,7 @@ class DecisionService:
             degraded=degraded,
             fallback=plan.fallback,
             verdicts=plan.verdicts if req.explain else (),
+            model_version=f"{plan.model['id']}@{plan.model['version']}" if plan.model else None,
         )
         record = StoredDecision(
             decision_id=decision.decision_id,
@@ -125,9 +134,22 @@ class DecisionService:
             placement=req.placement,
             ts=now,
             rules_version=rules.version,
-            treatments=[{"id": t.id, "group": t.group, "score": t.score, "propensity": t.propensity} for t in plan.treatments],
+            treatments=[
+                {
+                    "id": t.id,
+                    "kind": t.kind,
+                    "group": t.group,
+                    "score": t.score,
+                    "propensity": t.propensity,
+                    "selection_probability": t.selection_probability,
+                }
+                for t in plan.treatments
+            ],
             degraded=degraded,
             fallback=plan.fallback,
+            policy=plan.policy,
+            model=plan.model,
+            inputs=plan.inputs,
         )
         if not degraded:
             try:

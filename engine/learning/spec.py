@@ -13,7 +13,6 @@ import difflib
 import hashlib
 import json
 import math
-import zlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -179,13 +178,6 @@ class ModelSpec(Strict):
         """Weight of the model's estimate against the prior: 0.5 exactly at `evidence_threshold`."""
         evidence = max(evidence, 0.0)
         return evidence / (evidence + self.evidence_threshold)
-
-    def in_holdout(self, customer_id: str) -> bool:
-        """Whether a customer is in the prior-only holdout; stable across processes and restarts."""
-        if self.holdout_share <= 0:
-            return False
-        bucket = zlib.crc32(f"{self.id}:{customer_id}".encode()) % 10_000
-        return bucket < round(self.holdout_share * 10_000)
 
 
 def active_model(specs: Sequence[ModelSpec], placement: str | None) -> ModelSpec | None:

@@ -62,6 +62,8 @@ class LearnerState:
     learner: Learner
     fingerprint: str
     evidence: dict[str, float] = field(default_factory=dict)
+    successes: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, float] = field(default_factory=dict)
     positions: dict[str, str] = field(default_factory=dict)
     examples: int = 0
 
@@ -240,6 +242,8 @@ class LearnerWorker:
         x = self.featurizer.featurize(inputs.get("customer"), inputs.get("context"), key)
         self.state.learner.learn_one(x, label, weight)
         self.state.evidence[treatment_id] = self.state.evidence.get(treatment_id, 0.0) + weight
+        tally = self.state.successes if label else self.state.failures
+        tally[treatment_id] = tally.get(treatment_id, 0.0) + weight
         self.state.examples += 1
         self._dirty = True
 
@@ -253,6 +257,8 @@ class LearnerWorker:
             "fingerprint": self.spec.fingerprint,
             "bias": bias,
             "evidence": self.state.evidence,
+            "successes": self.state.successes,
+            "failures": self.state.failures,
             "examples": self.state.examples,
             "positions": self.state.positions,
             "published_ms": self.clock.now_ms(),

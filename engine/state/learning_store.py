@@ -190,6 +190,12 @@ class LearningStore:
         await self.client.publish(MODEL_UPDATES_CHANNEL, f"{model_id}:{version}")
         return version
 
+    async def subscribe_updates(self) -> Any:
+        """A pub/sub subscription to model announcements (`<model>:<version>` messages)."""
+        pubsub = self.client.pubsub()
+        await pubsub.subscribe(MODEL_UPDATES_CHANNEL)
+        return pubsub
+
     async def load_snapshot(self, model_id: str) -> Snapshot | None:
         raw = await self.client.hgetall(snapshot_key(model_id))
         if not raw:

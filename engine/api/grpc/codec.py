@@ -123,8 +123,17 @@ def decide_response(d: domain.Decision) -> pb.DecideResponse:
     )
     if d.placement is not None:
         out.placement = d.placement
+    if d.model_version is not None:
+        out.model_version = d.model_version
     for t in d.treatments:
-        item = out.treatments.add(id=t.id, kind=t.kind, group=t.group, score=t.score, propensity=t.propensity)
+        item = out.treatments.add(
+            id=t.id,
+            kind=t.kind,
+            group=t.group,
+            score=t.score,
+            propensity=t.propensity,
+            selection_probability=t.selection_probability,
+        )
         _fill(item.content, t.content)
     for v in d.verdicts:
         out.explanations.add(treatment_id=v.treatment_id, stage=v.stage, reason=v.reason)

@@ -50,6 +50,7 @@ def _decision_payload(d: domain.Decision) -> dict[str, object]:
         "rules_version": d.rules_version,
         "degraded": d.degraded,
         "fallback": d.fallback,
+        "model_version": d.model_version,
     }
     if d.verdicts:
         payload["explanations"] = d.verdicts

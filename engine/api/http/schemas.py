@@ -37,6 +37,9 @@ class TreatmentOut(BaseModel):
     score: float = Field(description="Arbitration priority: propensity x context weight x value x lever.")
     propensity: float = Field(description="Predicted probability that the customer responds positively.")
     content: dict[str, Any]
+    selection_probability: float = Field(
+        description="Probability that the engine's policy shows this treatment here (for unbiased learning and evaluation)."
+    )
 
 
 class VerdictOut(BaseModel):
@@ -54,6 +57,7 @@ class DecisionResponse(BaseModel):
     rules_version: str
     degraded: bool = Field(description="True when state could not be read or written; the answer is a safe default.")
     fallback: bool
+    model_version: str | None = Field(default=None, description="`<model>@<version>` that scored the candidates.")
     explanations: list[VerdictOut] | None = None
 
 

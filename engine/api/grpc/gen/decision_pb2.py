@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15nba/v1/decision.proto\x12\x06nba.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdc\x01\n\rDecideRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x16\n\tplacement\x18\x03 \x01(\tH\x00\x88\x01\x01\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12&\n\x05\x65vent\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x42\x0c\n\n_placementB\x08\n\x06_limit\"\x81\x01\n\tTreatment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\npropensity\x18\x05 \x01(\x01\x12(\n\x07\x63ontent\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\x0b\x45xplanation\x12\x14\n\x0ctreatment_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xfe\x01\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x16\n\tplacement\x18\x04 \x01(\tH\x00\x88\x01\x01\x12%\n\ntreatments\x18\x05 \x03(\x0b\x32\x11.nba.v1.Treatment\x12\x15\n\rrules_version\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\x08 \x01(\x08\x12)\n\x0c\x65xplanations\x18\t \x03(\x0b\x32\x13.nba.v1.ExplanationB\x0c\n\n_placement\"\xa3\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x02ts\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07\x63hannel\x18\x05 \x01(\tH\x01\x88\x01\x01\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\x05\n\x03_tsB\n\n\x08_channel\"4\n\x13RecordEventsRequest\x12\x1d\n\x06\x65vents\x18\x01 \x03(\x0b\x32\r.nba.v1.Event\"6\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\"\x9e\x01\n\x15RecordFeedbackRequest\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x14\n\x0ctreatment_id\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x12\n\x05value\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x02ts\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\x08\n\x06_valueB\x05\n\x03_ts\"=\n\x16RecordFeedbackResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"C\n\x08\x43\x61rtLine\x12\x0b\n\x03qty\x18\x01 \x01(\x03\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\x03\"\x9a\x01\n\x04\x43\x61rt\x12\r\n\x05value\x18\x01 \x01(\x01\x12\r\n\x05items\x18\x02 \x01(\x03\x12\x0c\n\x04skus\x18\x03 \x03(\t\x12&\n\x05lines\x18\x04 \x03(\x0b\x32\x17.nba.v1.Cart.LinesEntry\x1a>\n\nLinesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.nba.v1.CartLine:\x02\x38\x01\";\n\x0bSuppression\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\r\n\x05until\x18\x03 \x01(\x03\"\x88\x01\n\x0bInteraction\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x14\n\x07\x63hannel\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\nattributes\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\n\n\x08_channel\"\xc0\x02\n\x13GetCustomerResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12(\n\x07profile\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x04\x63\x61rt\x18\x04 \x01(\x0b\x32\x0c.nba.v1.Cart\x12)\n\x0csuppressions\x18\x05 \x03(\x0b\x32\x13.nba.v1.Suppression\x12#\n\x06recent\x18\x06 \x03(\x0b\x32\x13.nba.v1.Interaction\x12=\n\tresponses\x18\x07 \x03(\x0b\x32*.nba.v1.GetCustomerResponse.ResponsesEntry\x1a\x30\n\x0eResponsesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xe1\x02\n\x0f\x44\x65\x63isionService\x12\x37\n\x06\x44\x65\x63ide\x12\x15.nba.v1.DecideRequest\x1a\x16.nba.v1.DecideResponse\x12\x43\n\x0cRecordEvents\x12\x1b.nba.v1.RecordEventsRequest\x1a\x16.nba.v1.IngestResponse\x12\x37\n\x0cStreamEvents\x12\r.nba.v1.Event\x1a\x16.nba.v1.IngestResponse(\x01\x12O\n\x0eRecordFeedback\x12\x1d.nba.v1.RecordFeedbackRequest\x1a\x1e.nba.v1.RecordFeedbackResponse\x12\x46\n\x0bGetCustomer\x12\x1a.nba.v1.GetCustomerRequest\x1a\x1b.nba.v1.GetCustomerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15nba/v1/decision.proto\x12\x06nba.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdc\x01\n\rDecideRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x16\n\tplacement\x18\x03 \x01(\tH\x00\x88\x01\x01\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12&\n\x05\x65vent\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x42\x0c\n\n_placementB\x08\n\x06_limit\"\xa0\x01\n\tTreatment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\npropensity\x18\x05 \x01(\x01\x12(\n\x07\x63ontent\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1d\n\x15selection_probability\x18\x07 \x01(\x01\"B\n\x0b\x45xplanation\x12\x14\n\x0ctreatment_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xac\x02\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x16\n\tplacement\x18\x04 \x01(\tH\x00\x88\x01\x01\x12%\n\ntreatments\x18\x05 \x03(\x0b\x32\x11.nba.v1.Treatment\x12\x15\n\rrules_version\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\x08 \x01(\x08\x12)\n\x0c\x65xplanations\x18\t \x03(\x0b\x32\x13.nba.v1.Explanation\x12\x1a\n\rmodel_version\x18\n \x01(\tH\x01\x88\x01\x01\x42\x0c\n\n_placementB\x10\n\x0e_model_version\"\xa3\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x02ts\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07\x63hannel\x18\x05 \x01(\tH\x01\x88\x01\x01\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\x05\n\x03_tsB\n\n\x08_channel\"4\n\x13RecordEventsRequest\x12\x1d\n\x06\x65vents\x18\x01 \x03(\x0b\x32\r.nba.v1.Event\"6\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\"\x9e\x01\n\x15RecordFeedbackRequest\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x14\n\x0ctreatment_id\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x12\n\x05value\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x02ts\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\x08\n\x06_valueB\x05\n\x03_ts\"=\n\x16RecordFeedbackResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"C\n\x08\x43\x61rtLine\x12\x0b\n\x03qty\x18\x01 \x01(\x03\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\x03\"\x9a\x01\n\x04\x43\x61rt\x12\r\n\x05value\x18\x01 \x01(\x01\x12\r\n\x05items\x18\x02 \x01(\x03\x12\x0c\n\x04skus\x18\x03 \x03(\t\x12&\n\x05lines\x18\x04 \x03(\x0b\x32\x17.nba.v1.Cart.LinesEntry\x1a>\n\nLinesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.nba.v1.CartLine:\x02\x38\x01\";\n\x0bSuppression\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\r\n\x05until\x18\x03 \x01(\x03\"\x88\x01\n\x0bInteraction\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x14\n\x07\x63hannel\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\nattributes\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\n\n\x08_channel\"\xc0\x02\n\x13GetCustomerResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12(\n\x07profile\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x04\x63\x61rt\x18\x04 \x01(\x0b\x32\x0c.nba.v1.Cart\x12)\n\x0csuppressions\x18\x05 \x03(\x0b\x32\x13.nba.v1.Suppression\x12#\n\x06recent\x18\x06 \x03(\x0b\x32\x13.nba.v1.Interaction\x12=\n\tresponses\x18\x07 \x03(\x0b\x32*.nba.v1.GetCustomerResponse.ResponsesEntry\x1a\x30\n\x0eResponsesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xe1\x02\n\x0f\x44\x65\x63isionService\x12\x37\n\x06\x44\x65\x63ide\x12\x15.nba.v1.DecideRequest\x1a\x16.nba.v1.DecideResponse\x12\x43\n\x0cRecordEvents\x12\x1b.nba.v1.RecordEventsRequest\x1a\x16.nba.v1.IngestResponse\x12\x37\n\x0cStreamEvents\x12\r.nba.v1.Event\x1a\x16.nba.v1.IngestResponse(\x01\x12O\n\x0eRecordFeedback\x12\x1d.nba.v1.RecordFeedbackRequest\x1a\x1e.nba.v1.RecordFeedbackResponse\x12\x46\n\x0bGetCustomer\x12\x1a.nba.v1.GetCustomerRequest\x1a\x1b.nba.v1.GetCustomerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,37 +39,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECIDEREQUEST']._serialized_start=64
   _globals['_DECIDEREQUEST']._serialized_end=284
   _globals['_TREATMENT']._serialized_start=287
-  _globals['_TREATMENT']._serialized_end=416
-  _globals['_EXPLANATION']._serialized_start=418
-  _globals['_EXPLANATION']._serialized_end=484
-  _globals['_DECIDERESPONSE']._serialized_start=487
-  _globals['_DECIDERESPONSE']._serialized_end=741
-  _globals['_EVENT']._serialized_start=744
-  _globals['_EVENT']._serialized_end=907
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=909
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=961
-  _globals['_INGESTRESPONSE']._serialized_start=963
-  _globals['_INGESTRESPONSE']._serialized_end=1017
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=1020
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=1178
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=1180
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=1241
-  _globals['_GETCUSTOMERREQUEST']._serialized_start=1243
-  _globals['_GETCUSTOMERREQUEST']._serialized_end=1284
-  _globals['_CARTLINE']._serialized_start=1286
-  _globals['_CARTLINE']._serialized_end=1353
-  _globals['_CART']._serialized_start=1356
-  _globals['_CART']._serialized_end=1510
-  _globals['_CART_LINESENTRY']._serialized_start=1448
-  _globals['_CART_LINESENTRY']._serialized_end=1510
-  _globals['_SUPPRESSION']._serialized_start=1512
-  _globals['_SUPPRESSION']._serialized_end=1571
-  _globals['_INTERACTION']._serialized_start=1574
-  _globals['_INTERACTION']._serialized_end=1710
-  _globals['_GETCUSTOMERRESPONSE']._serialized_start=1713
-  _globals['_GETCUSTOMERRESPONSE']._serialized_end=2033
-  _globals['_GETCUSTOMERRESPONSE_RESPONSESENTRY']._serialized_start=1985
-  _globals['_GETCUSTOMERRESPONSE_RESPONSESENTRY']._serialized_end=2033
-  _globals['_DECISIONSERVICE']._serialized_start=2036
-  _globals['_DECISIONSERVICE']._serialized_end=2389
+  _globals['_TREATMENT']._serialized_end=447
+  _globals['_EXPLANATION']._serialized_start=449
+  _globals['_EXPLANATION']._serialized_end=515
+  _globals['_DECIDERESPONSE']._serialized_start=518
+  _globals['_DECIDERESPONSE']._serialized_end=818
+  _globals['_EVENT']._serialized_start=821
+  _globals['_EVENT']._serialized_end=984
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=986
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=1038
+  _globals['_INGESTRESPONSE']._serialized_start=1040
+  _globals['_INGESTRESPONSE']._serialized_end=1094
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=1097
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=1255
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=1257
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=1318
+  _globals['_GETCUSTOMERREQUEST']._serialized_start=1320
+  _globals['_GETCUSTOMERREQUEST']._serialized_end=1361
+  _globals['_CARTLINE']._serialized_start=1363
+  _globals['_CARTLINE']._serialized_end=1430
+  _globals['_CART']._serialized_start=1433
+  _globals['_CART']._serialized_end=1587
+  _globals['_CART_LINESENTRY']._serialized_start=1525
+  _globals['_CART_LINESENTRY']._serialized_end=1587
+  _globals['_SUPPRESSION']._serialized_start=1589
+  _globals['_SUPPRESSION']._serialized_end=1648
+  _globals['_INTERACTION']._serialized_start=1651
+  _globals['_INTERACTION']._serialized_end=1787
+  _globals['_GETCUSTOMERRESPONSE']._serialized_start=1790
+  _globals['_GETCUSTOMERRESPONSE']._serialized_end=2110
+  _globals['_GETCUSTOMERRESPONSE_RESPONSESENTRY']._serialized_start=2062
+  _globals['_GETCUSTOMERRESPONSE_RESPONSESENTRY']._serialized_end=2110
+  _globals['_DECISIONSERVICE']._serialized_start=2113
+  _globals['_DECISIONSERVICE']._serialized_end=2466
 # @@protoc_insertion_point(module_scope)

@@ -26,20 +26,22 @@ class DecideRequest(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., limit: _Optional[int] = ..., event: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class Treatment(_message.Message):
-    __slots__ = ("id", "kind", "group", "score", "propensity", "content")
+    __slots__ = ("id", "kind", "group", "score", "propensity", "content", "selection_probability")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     PROPENSITY_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     group: str
     score: float
     propensity: float
     content: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., propensity: _Optional[float] = ..., content: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    selection_probability: float
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., propensity: _Optional[float] = ..., content: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., selection_probability: _Optional[float] = ...) -> None: ...
 
 class Explanation(_message.Message):
     __slots__ = ("treatment_id", "stage", "reason")
@@ -52,7 +54,7 @@ class Explanation(_message.Message):
     def __init__(self, treatment_id: _Optional[str] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations")
+    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +64,7 @@ class DecideResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     customer_id: str
     channel: str
@@ -71,7 +74,8 @@ class DecideResponse(_message.Message):
     degraded: bool
     fallback: bool
     explanations: _containers.RepeatedCompositeFieldContainer[Explanation]
-    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ...) -> None: ...
+    model_version: str
+    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("event_id", "customer_id", "type", "ts", "channel", "attributes")

@@ -1,0 +1,138 @@
+"""The models as serving sees them: dense weights per model, swapped in when a new version lands.
+
+Serving never touches river: the learner publishes exported weights (a float64 vector, the
+bias, and per-treatment evidence) with a version, and each serving process swaps them in — one
+reference assignment, so a decision uses one version throughout. New versions are announced
+on a pub/sub channel and also polled, so a missed message delays a swap by one poll at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.learning.features import Featurizer
+from engine.learning.spec import ModelSpec, active_model
+from engine.state.learning_store import LearningStore
+
+log = logging.getLogger("engine.models")
+
+POLL_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    spec: ModelSpec
+    featurizer: Featurizer
+    version: int = 0
+    weights: np.ndarray | None = None
+    bias: float = 0.0
+    evidence: Mapping[str, float] = field(default_factory=dict)
+    successes: Mapping[str, float] = field(default_factory=dict)
+    failures: Mapping[str, float] = field(default_factory=dict)
+    customer_fields: tuple[str, ...] = ()
+    context_fields: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> dict[str, object]:
+        return {"id": self.spec.id, "version": self.version, "fingerprint": self.spec.fingerprint}
+
+    def inputs(self, profile: Mapping[str, object], context: Mapping[str, object]) -> dict[str, dict[str, object]]:
+        """The fields this model reads, as they were at decision time (logged for learning)."""
+        return {
+            "customer": {f: profile[f] for f in self.customer_fields if f in profile},
+            "context": {f: context[f] for f in self.context_fields if f in context},
+        }
+
+
+def _fields(spec: ModelSpec, namespace: str) -> tuple[str, ...]:
+    prefix = namespace + "."
+    return tuple(sorted({r[len(prefix) :] for r in spec.features.refs() if r.startswith(prefix)}))
+
+
+class ModelRegistry:
+    def __init__(self, specs: Sequence[ModelSpec]) -> None:
+        self.specs = list(specs)
+        self._models: dict[str, ServedModel] = {
+            s.id: ServedModel(s, Featurizer(s), customer_fields=_fields(s, "customer"), context_fields=_fields(s, "context"))
+            for s in specs
+        }
+        self._by_placement: dict[str | None, str | None] = {}
+
+    def for_placement(self, placement: str | None) -> ServedModel | None:
+        if placement not in self._by_placement:
+            spec = active_model(self.specs, placement)
+            self._by_placement[placement] = spec.id if spec else None
+        model_id = self._by_placement[placement]
+        return self._models[model_id] if model_id else None
+
+    def get(self, model_id: str) -> ServedModel | None:
+        return self._models.get(model_id)
+
+    def versions(self) -> dict[str, int]:
+        return {k: m.version for k, m in self._models.items()}
+
+    def install(self, model_id: str, version: int, weights: bytes, meta: Mapping[str, object]) -> bool:
+        """Swap in a published version; refused when it was trained on another featurization."""
+        current = self._models.get(model_id)
+        if current is None or version <= current.version:
+            return False
+        if meta.get("fingerprint") != current.spec.fingerprint:
+            log.warning("model %s v%d was trained with another spec; still serving v%d", model_id, version, current.version)
+            return False
+        vector = np.frombuffer(weights, dtype="<f8")
+        if vector.shape[0] != current.spec.dimension:
+            log.warning("model %s v%d has %d weights, expected %d", model_id, version, vector.shape[0], current.spec.dimension)
+            return False
+        self._models[model_id] = ServedModel(
+            current.spec,
+            current.featurizer,
+            version,
+            vector,
+            float(meta.get("bias", 0.0)),  # type: ignore[arg-type]
+            dict(meta.get("evidence") or {}),  # type: ignore[call-overload]
+            dict(meta.get("successes") or {}),  # type: ignore[call-overload]
+            dict(meta.get("failures") or {}),  # type: ignore[call-overload]
+            current.customer_fields,
+            current.context_fields,
+        )
+        return True
+
+    async def refresh(self, store: LearningStore) -> list[str]:
+        """Install every model whose published version is newer than the one served."""
+        updated = []
+        for model_id, current in list(self._models.items()):
+            if await store.served_version(model_id) <= current.version:
+                continue
+            served = await store.load_served(model_id)
+            if served is not None and self.install(model_id, served.version, served.weights, served.meta):
+                updated.append(model_id)
+        return updated
+
+
+async def follow_models(registry: ModelRegistry, store: LearningStore, stop: asyncio.Event) -> None:
+    """Keep `registry` current: refresh on every announcement, and at least once a second."""
+    pubsub = None
+    try:
+        pubsub = await store.subscribe_updates()
+    except Exception:  # polling alone still works
+        log.warning("model updates: pub/sub unavailable, polling only")
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                await registry.refresh(store)
+            if pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_INTERVAL_S)
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_INTERVAL_S)
+    finally:
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
