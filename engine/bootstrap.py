@@ -6,20 +6,30 @@ answer from the same state and the same rules.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import numpy as np
 from redis import asyncio as aioredis
 
 from engine.clock import Clock, SystemClock
+from engine.decision import exploration
 from engine.decision.service import DecisionService
 from engine.errors import StoreUnavailable
+from engine.learning.serving import ModelRegistry, follow_models
+from engine.learning.spec import load_model_specs
+from engine.learning.worker import learn_model
 from engine.rules.registry import RuleRegistry
+from engine.scoring import kernels as scoring_kernels
 from engine.settings import Settings
 from engine.state.connect import open_redis, store_for
 from engine.state.embedded import EmbeddedRedis
+from engine.state.learning_store import LearningStore
 from engine.state.redis_store import RedisStore
 
 
@@ -31,6 +41,8 @@ class Engine:
     rules: RuleRegistry
     clock: Clock
     redis_location: str
+    models: ModelRegistry
+    learning: LearningStore
 
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         redis_ok = await self.store.ping()
@@ -38,16 +50,38 @@ class Engine:
             "redis": "ok" if redis_ok else "unreachable",
             "rules_version": self.rules.current.version,
             "treatments": len(self.rules.current.treatments),
+            "models": self.models.versions(),
         }
         return redis_ok, detail
+
+
+def load_models(settings: Settings, rules: RuleRegistry) -> ModelRegistry:
+    """Model specs checked against the rule set's declared fields; no directory: priors only."""
+    if not settings.models_dir.is_dir():
+        return ModelRegistry([])
+    vocab = rules.current.vocabulary.namespaces
+    return ModelRegistry(
+        load_model_specs(settings.models_dir, customer_fields=vocab["customer"], context_fields=vocab["context"])
+    )
+
+
+def warm_up_kernels() -> float:
+    """Compile (or load from numba's cache) every kernel before the service reports ready."""
+    return scoring_kernels.warm_up() + exploration.warm_up()
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @asynccontextmanager
 async def open_engine(
     settings: Settings, *, clock: Clock | None = None, client: aioredis.Redis | None = None
 ) -> AsyncIterator[Engine]:
-    """Load the rules first (a bad rule set refuses to start before any connection is made)."""
+    """Load the rules and models first (a bad set refuses to start before any connection is made)."""
     rules = RuleRegistry.from_directory(settings.rules_dir)
+    models = load_models(settings, rules)
+    warm_up_kernels()
     embedded: EmbeddedRedis | None = None
     owns_client = client is None
     if client is None:
@@ -55,12 +89,26 @@ async def open_engine(
     location = embedded.url if embedded else (settings.redis_url or "injected client")
     store = store_for(client, settings)
     clock = clock or SystemClock()
-    service = DecisionService(store, rules, clock, max_batch_events=settings.max_batch_events)
+    rng = np.random.default_rng(settings.random_seed)
+    service = DecisionService(store, rules, clock, models=models, rng=rng, max_batch_events=settings.max_batch_events)
     with contextlib.suppress(StoreUnavailable):
         await store.prepare()  # Redis may come up later; scripts then load on first use
+    learning = LearningStore(client)
+    stop = asyncio.Event()
+    follower = asyncio.create_task(follow_models(models, learning, stop), name="follow-models")
+    tasks: list[asyncio.Task[None]] = []
+    if settings.learner:
+        tasks += [
+            asyncio.create_task(learn_model(learning, spec, clock, consumer_name(), stop), name=f"learn-{spec.id}")
+            for spec in models.specs
+            if spec.enabled
+        ]
     try:
-        yield Engine(settings, service, store, rules, clock, location)
+        yield Engine(settings, service, store, rules, clock, location, models, learning)
     finally:
+        stop.set()
+        follower.cancel()  # it may be waiting on pub/sub; nothing to finish
+        await asyncio.gather(follower, *tasks, return_exceptions=True)
         if owns_client:
             await client.aclose()
         if embedded is not None:

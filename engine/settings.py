@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path("var"), description="Where the embedded Redis keeps its file.")
     rules_dir: Path = Path("rules")
+    models_dir: Path = Field(default=Path("models"), description="Model specs; missing or empty: priors only.")
+    learner: bool = Field(default=True, description="Run a learner in the serving process (or run `nba learner`).")
+    random_seed: int | None = Field(default=None, description="Seed exploration, for repeatable runs.")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port.")
     grpc_port: int = Field(default=50051, ge=0, le=65535)

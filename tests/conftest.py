@@ -19,6 +19,7 @@ from engine.state.embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_RULES = ROOT / "rules"
+EXAMPLE_MODELS = ROOT / "models"
 # 2026-11-23 10:00:00 UTC, a Monday: day and week windows start fresh.
 T0 = 1_795_428_000_000
 

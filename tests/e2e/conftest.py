@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from redis import Redis
 
@@ -15,7 +17,7 @@ from engine.api.http.app import create_app
 from engine.cli import seed_customers
 from engine.clock import FixedClock
 from engine.settings import Settings
-from tests.conftest import EXAMPLE_RULES
+from tests.conftest import EXAMPLE_MODELS, EXAMPLE_RULES
 
 
 class Channel:
@@ -49,9 +51,32 @@ class Channel:
         return response.json()
 
 
+@pytest.fixture(scope="session")
+def greedy_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped model specs, but greedy and without a holdout, so scenarios are deterministic.
+
+    Exploration and the holdout have tests of their own; here a scenario's expected offer must
+    not depend on a random draw.
+    """
+    directory = tmp_path_factory.mktemp("models")
+    for path in EXAMPLE_MODELS.glob("*.yaml"):
+        spec = yaml.safe_load(path.read_text())
+        spec["exploration"] = {"default": {"policy": "greedy"}}
+        spec["holdout_share"] = 0.0
+        (directory / path.name).write_text(yaml.safe_dump(spec))
+    return directory
+
+
 @pytest.fixture
-def settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url, rules_dir=EXAMPLE_RULES, max_body_bytes=64 * 1024)
+def settings(redis_url: str, greedy_models: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        rules_dir=EXAMPLE_RULES,
+        models_dir=greedy_models,
+        learner=False,
+        random_seed=7,
+        max_body_bytes=64 * 1024,
+    )
 
 
 @pytest.fixture

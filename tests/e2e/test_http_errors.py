@@ -122,7 +122,7 @@ def test_health_readiness_and_docs(http: TestClient) -> None:
 
 def test_redis_down_gives_a_degraded_fallback_answer_and_not_ready(clock: FixedClock) -> None:
     # A port nothing listens on: the engine must still answer, from fallbacks, and say so.
-    settings = Settings(redis_url="redis://127.0.0.1:1/0", rules_dir=EXAMPLE_RULES, redis_timeout_s=0.2)
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", rules_dir=EXAMPLE_RULES, redis_timeout_s=0.2, learner=False)
     with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False) as http:
         assert http.get("/readyz").status_code == 503
         decision = http.post("/v1/decisions", json={"customer_id": "ben", "channel": "web"}).json()
