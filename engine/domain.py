@@ -146,6 +146,11 @@ class StoredDecision:
     """`{id, version, fingerprint}` of the response model that scored the candidates, if any."""
     inputs: dict[str, Any] | None = None
     """The customer and context fields the model read, so learning uses what the model saw."""
+    candidates: list[dict[str, Any]] | None = None
+    """Every suitable candidate (id, group, kind, multiplier, propensity, prior), so an offline
+    evaluator can ask what another policy would have shown from the same choice."""
+    limits: dict[str, int] | None = None
+    """The slate's limit, max per group and remaining group budgets (`budget:<group>`)."""
 
     def treatment_ids(self) -> list[str]:
         return [t["id"] for t in self.treatments]

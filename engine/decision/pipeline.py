@@ -40,6 +40,8 @@ class DecisionPlan:
     policy: str = "greedy"
     model: dict[str, Any] | None = None
     inputs: dict[str, Any] | None = None
+    candidates: tuple[dict[str, Any], ...] = ()
+    limits: dict[str, int] | None = None
 
 
 def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int) -> EvalContext:
@@ -160,6 +162,7 @@ def decide(
     budgets = group_budgets(rules, state.caps_day, state.caps_week)
     policy = policy_for(model.spec if model else None, request.placement, request.customer_id)
     chosen: list[ChosenTreatment] = []
+    candidates: tuple[dict[str, Any], ...] = ()
     if suitable:
         s = score(suitable, weights, model, state, request)
         selection = select_slate(
@@ -178,6 +181,17 @@ def decide(
             chosen.append(_chosen(suitable[i], float(s.propensity[i]), float(s.priority[i]), p))
         shown = set(selection.chosen)
         verdicts.extend(_not_shown(suitable, s.priority, shown, budgets, limits.max_per_group))
+        candidates = tuple(
+            {
+                "id": t.id,
+                "group": t.group,
+                "kind": t.kind,
+                "multiplier": round(float(s.multiplier[i]), 9),
+                "propensity": round(float(s.propensity[i]), 9),
+                "prior": [t.prior_alpha, t.prior_beta],
+            }
+            for i, t in enumerate(suitable)
+        )
     fallback = False
     if not chosen:
         for t in rules.fallback:
@@ -198,6 +212,12 @@ def decide(
         policy=policy.kind if not fallback else "fallback",
         model=model.label if model else None,
         inputs=model.inputs(state.profile, request.context) if model else None,
+        candidates=candidates,
+        limits={
+            "limit": limits.limit,
+            "max_per_group": limits.max_per_group,
+            **{f"budget:{g}": b.remaining for g, b in budgets.items()},
+        },
     )
 
 

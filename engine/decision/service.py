@@ -150,6 +150,8 @@ class DecisionService:
             policy=plan.policy,
             model=plan.model,
             inputs=plan.inputs,
+            candidates=list(plan.candidates),
+            limits=plan.limits,
         )
         if not degraded:
             try:
