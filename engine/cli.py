@@ -95,6 +95,55 @@ def serve(
     run(settings, http=not grpc_only, grpc=not http_only, log_level=log_level, on_ready=announce)
 
 
+@app.command()
+def learner(
+    models: Annotated[Path | None, typer.Option("--models", help="Model specs (default: NBA_MODELS_DIR or ./models).")] = None,
+    rules: RulesDir = None,
+) -> None:
+    """Run the learners as their own process (several processes share the models through leases)."""
+    from engine.api.learner import run_learners
+
+    settings = _settings(models_dir=models, rules_dir=rules)
+    try:
+        asyncio.run(run_learners(settings, announce=console.print))
+    except RuleSetError as exc:
+        err.print(f"[red]refusing to start:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+@app.command("simulate-learning")
+def simulate_learning(
+    decisions: Annotated[int, typer.Option(help="Decisions to run.")] = 20_000,
+    random_seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
+) -> None:
+    """Watch the engine learn: a synthetic population with known acceptance rates, through the real path."""
+    from engine.simulation.learning import run_learning
+    from engine.state.embedded import EmbeddedRedis
+
+    async def go() -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            server = EmbeddedRedis(Path(tmp))
+            client = server.client()
+            try:
+                run = await run_learning(
+                    client,
+                    decisions=decisions,
+                    seed=random_seed,
+                    on_progress=lambda n, v: console.print(f"{n:>7,} decisions: learned policy value {v:.3f}"),
+                )
+            finally:
+                await client.aclose()
+                server.close()
+        console.print(f"accepted {run.accepted:,} of {run.decisions:,} offers; model version {run.model_version}")
+        console.print(f"expected acceptance: learned {run.learned_value:.3f}, oracle {run.oracle_value:.3f} ", end="")
+        console.print(f"({run.share_of_oracle:.0%} of oracle), static prior {run.prior_value:.3f}")
+        console.print(f"learned choice per segment: {run.learned_choice}")
+
+    asyncio.run(go())
+
+
 @rules_app.command("check")
 def rules_check(directory: Annotated[Path, typer.Argument(help="Rules directory.")] = Path("rules")) -> None:
     """Load and compile a rule set; list every error (exit code 1 when there are any)."""

@@ -1,0 +1,113 @@
+"""Learning end to end: feedback over HTTP becomes a new model version that decisions use."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from redis import Redis
+
+from engine.api.http.app import create_app
+from engine.clock import FixedClock
+from engine.settings import Settings
+from engine.state.learning_store import served_key
+from tests.conftest import EXAMPLE_MODELS, EXAMPLE_RULES
+from tests.e2e.conftest import Channel
+
+
+def wait_for(predicate: object, timeout_s: float = 15.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if predicate():  # type: ignore[operator]
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout_s} s")
+
+
+def accept_some(channel: Channel, n: int) -> None:
+    for i in range(n):
+        decision = channel.decide("alice", "mobile_app")
+        chosen = decision["treatments"][0]
+        assert 0 < chosen["selection_probability"] <= 1
+        response = channel.http.post(
+            "/v1/feedback",
+            json={
+                "feedback_id": f"f{i}",
+                "decision_id": decision["decision_id"],
+                "treatment_id": chosen["id"],
+                "outcome": "accept",
+            },
+        )
+        assert response.status_code == 202
+
+
+def test_feedback_reaches_a_served_model_version_within_seconds(settings: Settings, clock: FixedClock, redis_sync: Redis) -> None:
+    live = settings.model_copy(update={"learner": True})
+    with TestClient(create_app(live, clock=clock)) as http:
+        channel = Channel(http, clock)
+        assert channel.decide("alice", "mobile_app")["model_version"] == "response@0", "priors until a model is published"
+        accept_some(channel, 5)
+        wait_for(lambda: channel.decide("alice", "mobile_app")["model_version"] != "response@0")
+        version = int(channel.decide("alice", "mobile_app")["model_version"].split("@")[1])
+        assert version >= 1
+        assert int(redis_sync.hget(served_key("response"), "version")) >= version
+        assert http.get("/readyz").json()["models"]["response"] >= 1
+
+
+def test_nba_learner_runs_as_its_own_process(
+    settings: Settings, clock: FixedClock, redis_url: str, redis_sync: Redis, tmp_path: Path
+) -> None:
+    with TestClient(create_app(settings, clock=clock)) as http:  # serving without a learner
+        accept_some(Channel(http, clock), 3)
+    env = {
+        **os.environ,
+        "NBA_REDIS_URL": redis_url,
+        "NBA_RULES_DIR": str(EXAMPLE_RULES),
+        "NBA_MODELS_DIR": str(settings.models_dir),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "learner"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    client = Redis.from_url(redis_url)
+    try:
+        wait_for(lambda: client.hget(served_key("response"), "version") is not None, timeout_s=60)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate()[0].decode()
+        client.close()
+    assert "models response" in output
+
+
+def test_holdout_customers_get_a_uniformly_random_choice(
+    redis_url: str, redis_sync: Redis, clock: FixedClock, tmp_path: Path
+) -> None:
+    from engine.decision.exploration import in_holdout
+
+    models = tmp_path / "models"
+    models.mkdir()
+    spec = (EXAMPLE_MODELS / "response.yaml").read_text().replace("holdout_share: 0.05", "holdout_share: 0.5")
+    (models / "response.yaml").write_text(spec)
+    settings = Settings(redis_url=redis_url, rules_dir=EXAMPLE_RULES, models_dir=models, learner=False, random_seed=3)
+    held = next(f"h-{i}" for i in range(100) if in_holdout(f"h-{i}", 0.5, "response"))
+    with TestClient(create_app(settings, clock=clock)) as http:
+        channel = Channel(http, clock)
+        channel.event(held, "profile_update", age=30)
+        seen: dict[str, int] = {}
+        for _ in range(60):
+            clock.advance(days=8)  # past every cap, so both sales offers stay eligible
+            decision = channel.decide(held, "web")
+            (only,) = [t for t in decision["treatments"] if t["group"] == "sales"]
+            seen[only["id"]] = seen.get(only["id"], 0) + 1
+            # Uniform over the eligible sales offers: the probability is exact, 1/number of them.
+            assert only["selection_probability"] == pytest.approx(1 / 2, abs=1e-6)
+    assert set(seen) == {"welcome_coupon", "credit_card_offer"}
+    assert min(seen.values()) >= 15, f"a fair coin over 60 draws: {seen}"
