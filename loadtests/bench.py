@@ -289,6 +289,7 @@ class Bench:
     def __init__(self, host: str, port: int, customers: int, concurrency: int, pids: dict[str, int]) -> None:
         self.host = host
         self.port = port
+        self.model: str | None = None
         self.concurrency = concurrency
         self.pids = pids
         self.factory = RequestFactory(host, port, customers)
@@ -334,9 +335,35 @@ class Bench:
             error_samples=tally.error_samples,
         )
 
+    async def train_model(self, decisions: int = 400, timeout_s: float = 20.0) -> str | None:
+        """Accept some offers so the learner publishes a model: decisions are then measured on
+        the learned path (features, kernel, exploration), not on priors alone."""
+        import httpx2
+
+        base = f"http://{self.host}:{self.port}"
+        async with httpx2.AsyncClient(base_url=base, timeout=10) as http:
+            for i in range(decisions):
+                body = {"customer_id": self.factory.customer(), "channel": "web"}
+                decision = (await http.post("/v1/decisions", json=body)).json()
+                if decision["treatments"]:
+                    chosen = decision["treatments"][0]["id"]
+                    outcome = "accept" if i % 3 == 0 else "reject"
+                    feedback = {"feedback_id": f"train-{self.factory.id_prefix}-{i}", "decision_id": decision["decision_id"]}
+                    await http.post("/v1/feedback", json={**feedback, "treatment_id": chosen, "outcome": outcome})
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                models = (await http.get("/readyz")).json().get("models", {})
+                if models and all(v > 0 for v in models.values()):
+                    return ", ".join(f"{k}@{v}" for k, v in models.items())
+                await asyncio.sleep(0.2)
+        return None
+
     async def run(self, duration_s: float, warmup_s: float) -> dict[str, Measurement]:
         f = self.factory
         results: dict[str, Measurement] = {}
+        console.print("[dim]training the response model through feedback ...[/dim]")
+        self.model = await self.train_model()
+        console.print(f"[dim]decisions will be scored by {self.model or 'priors only (no model published)'}[/dim]")
         steps: list[tuple[str, Callable[[], bytes], float, int]] = []
         if warmup_s > 0:
             alternate = _alternating(f.decision, f.bare)
@@ -714,6 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "bare_runs": [asdict(results["bare (1st)"]), asdict(results["bare (2nd)"])],
         "ratio_decisions_to_bare": round(ratio, 4) if ratio is not None else None,
+        "decisions_scored_by": bench.model,
         "target_ratio": TARGET_RATIO,
     }
     path = write_json(args.out, payload, stamp)

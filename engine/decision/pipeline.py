@@ -100,26 +100,34 @@ def score(
 ) -> Scores:
     """One kernel call for every candidate. Without published weights the propensity is the prior."""
     n = len(treatments)
-    prior_a = np.fromiter((t.prior_alpha for t in treatments), np.float64, n)
-    prior_b = np.fromiter((t.prior_beta for t in treatments), np.float64, n)
-    multiplier = np.fromiter((w * t.value * t.lever for t, w in zip(treatments, weights, strict=True)), np.float64, n)
+    learned = model is not None and model.weights is not None
+    rows = [
+        (
+            t.prior_alpha,
+            t.prior_beta,
+            w * t.value * t.lever,
+            model.evidence.get(t.id, 0.0) if learned else 0.0,  # type: ignore[union-attr]
+            model.successes.get(t.id, 0.0) if learned else 0.0,  # type: ignore[union-attr]
+            model.failures.get(t.id, 0.0) if learned else 0.0,  # type: ignore[union-attr]
+        )
+        for t, w in zip(treatments, weights, strict=True)
+    ]
+    cols = np.array(rows, dtype=np.float64).reshape(n, 6).T
+    prior_a, prior_b, multiplier, evidence = cols[0], cols[1], cols[2], cols[3]
     ones = np.ones(n)
-    if model is not None and model.weights is not None:
+    if learned:
+        assert model is not None and model.weights is not None
         featurizer = model.featurizer
         idx, val = featurizer.encode(featurizer.shared(state.profile, request.context), treatments)
-        evidence = np.fromiter((model.evidence.get(t.id, 0.0) for t in treatments), np.float64, n)
         strength = np.full(n, model.spec.evidence_threshold)
         weights_vec, bias = model.weights, model.bias
-        alpha = prior_a + np.fromiter((model.successes.get(t.id, 0.0) for t in treatments), np.float64, n)
-        beta = prior_b + np.fromiter((model.failures.get(t.id, 0.0) for t in treatments), np.float64, n)
     else:
         idx, val = np.full((n, 0), -1, np.int32), np.zeros((n, 0), np.float32)
-        evidence, strength, weights_vec, bias = np.zeros(n), ones, _NO_WEIGHTS, 0.0
-        alpha, beta = prior_a, prior_b
+        strength, weights_vec, bias = ones, _NO_WEIGHTS, 0.0
     propensity, priority = score_candidates(
         idx, val, weights_vec, bias, prior_a / (prior_a + prior_b), strength, evidence, ones, multiplier, ones
     )
-    return Scores(propensity, priority, multiplier, alpha, beta)
+    return Scores(propensity, priority, multiplier, prior_a + cols[4], prior_b + cols[5])
 
 
 def _chosen(t: CompiledTreatment, propensity: float, priority: float, selection: float) -> ChosenTreatment:
@@ -181,13 +189,14 @@ def decide(
             chosen.append(_chosen(suitable[i], float(s.propensity[i]), float(s.priority[i]), p))
         shown = set(selection.chosen)
         verdicts.extend(_not_shown(suitable, s.priority, shown, budgets, limits.max_per_group))
+        multipliers, propensities = s.multiplier.tolist(), s.propensity.tolist()
         candidates = tuple(
             {
                 "id": t.id,
                 "group": t.group,
                 "kind": t.kind,
-                "multiplier": round(float(s.multiplier[i]), 9),
-                "propensity": round(float(s.propensity[i]), 9),
+                "multiplier": multipliers[i],
+                "propensity": propensities[i],
                 "prior": [t.prior_alpha, t.prior_beta],
             }
             for i, t in enumerate(suitable)

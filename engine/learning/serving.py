@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -37,10 +37,11 @@ class ServedModel:
     failures: Mapping[str, float] = field(default_factory=dict)
     customer_fields: tuple[str, ...] = ()
     context_fields: tuple[str, ...] = ()
+    fingerprint: str = ""
 
     @property
     def label(self) -> dict[str, object]:
-        return {"id": self.spec.id, "version": self.version, "fingerprint": self.spec.fingerprint}
+        return {"id": self.spec.id, "version": self.version, "fingerprint": self.fingerprint}
 
     def inputs(self, profile: Mapping[str, object], context: Mapping[str, object]) -> dict[str, dict[str, object]]:
         """The fields this model reads, as they were at decision time (logged for learning)."""
@@ -59,7 +60,13 @@ class ModelRegistry:
     def __init__(self, specs: Sequence[ModelSpec]) -> None:
         self.specs = list(specs)
         self._models: dict[str, ServedModel] = {
-            s.id: ServedModel(s, Featurizer(s), customer_fields=_fields(s, "customer"), context_fields=_fields(s, "context"))
+            s.id: ServedModel(
+                s,
+                Featurizer(s),
+                customer_fields=_fields(s, "customer"),
+                context_fields=_fields(s, "context"),
+                fingerprint=s.fingerprint,  # a digest of the spec: computed once, not per decision
+            )
             for s in specs
         }
         self._by_placement: dict[str | None, str | None] = {}
@@ -82,24 +89,21 @@ class ModelRegistry:
         current = self._models.get(model_id)
         if current is None or version <= current.version:
             return False
-        if meta.get("fingerprint") != current.spec.fingerprint:
+        if meta.get("fingerprint") != current.fingerprint:
             log.warning("model %s v%d was trained with another spec; still serving v%d", model_id, version, current.version)
             return False
         vector = np.frombuffer(weights, dtype="<f8")
         if vector.shape[0] != current.spec.dimension:
             log.warning("model %s v%d has %d weights, expected %d", model_id, version, vector.shape[0], current.spec.dimension)
             return False
-        self._models[model_id] = ServedModel(
-            current.spec,
-            current.featurizer,
-            version,
-            vector,
-            float(meta.get("bias", 0.0)),  # type: ignore[arg-type]
-            dict(meta.get("evidence") or {}),  # type: ignore[call-overload]
-            dict(meta.get("successes") or {}),  # type: ignore[call-overload]
-            dict(meta.get("failures") or {}),  # type: ignore[call-overload]
-            current.customer_fields,
-            current.context_fields,
+        self._models[model_id] = replace(
+            current,
+            version=version,
+            weights=vector,
+            bias=float(meta.get("bias", 0.0)),  # type: ignore[arg-type]
+            evidence=dict(meta.get("evidence") or {}),  # type: ignore[call-overload]
+            successes=dict(meta.get("successes") or {}),  # type: ignore[call-overload]
+            failures=dict(meta.get("failures") or {}),  # type: ignore[call-overload]
         )
         return True
 

@@ -8,11 +8,16 @@ from engine.settings import Settings
 from engine.state.embedded import EmbeddedRedis
 from engine.state.redis_store import RedisStore
 
+MAX_CONNECTIONS = 256
+
 
 def client_for(url: str, timeout_s: float) -> aioredis.Redis:
-    # A blocking pool queues callers when every connection is busy instead of failing them.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=64, timeout=timeout_s, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    # A plain pool: the blocking one wraps every checkout in asyncio.wait_for (a task per
+    # command, a measurable share of a decision). Past the cap a command fails fast and the
+    # decision degrades to fallbacks rather than queue.
+    # No socket timeout: RedisStore bounds each call with an asyncio timeout instead.
+    pool = aioredis.ConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, socket_connect_timeout=timeout_s, socket_timeout=None
     )
     return aioredis.Redis.from_pool(pool)
 
@@ -24,6 +29,7 @@ def store_for(client: aioredis.Redis, settings: Settings) -> RedisStore:
         dedup_ttl_s=settings.dedup_ttl_s,
         recent_limit=settings.recent_limit,
         stream_maxlen=settings.stream_maxlen,
+        timeout_s=settings.redis_timeout_s,
     )
 
 

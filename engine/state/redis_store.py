@@ -7,8 +7,9 @@ profile, cart and newest event per type, so partial updates never rewrite a whol
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -57,35 +58,61 @@ class RedisStore:
         dedup_ttl_s: int,
         recent_limit: int,
         stream_maxlen: int,
+        timeout_s: float = 0.5,
     ) -> None:
         self.client = client
+        self.timeout_s = timeout_s
         self._scripts = Scripts(client, SCRIPTS)
         self.decision_ttl_s = decision_ttl_s
         self.dedup_ttl_s = dedup_ttl_s
         self.recent_limit = recent_limit
         self.stream_maxlen = stream_maxlen
 
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Every Redis call: bounded in time, and any failure becomes StoreUnavailable.
+
+        The bound is an asyncio timeout here rather than redis-py's socket timeout, which wraps
+        every send in asyncio.wait_for (a task per command). A call cut short this way is
+        cancelled, and redis-py drops that connection rather than reuse it mid-reply.
+        """
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                yield
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"state store error: {exc or type(exc).__name__}") from exc
+
     async def prepare(self) -> None:
         """Load the Lua scripts (also re-done on demand if Redis forgets them)."""
-        try:
+        async with self._guard():
             await self._scripts.load_all()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.client.ping())
-        except (RedisError, OSError):
+            async with self._guard():
+                return bool(await self.client.ping())
+        except StoreUnavailable:
             return False
 
     async def _execute(self, pipe: Any) -> list[Any]:
-        try:
+        async with self._guard():
             return list(await pipe.execute())
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
 
     async def read_customer(self, customer_id: str, now_ms: int, *, with_recent: bool) -> CustomerState:
-        res = await self._scripts.run(
+        async with self._guard():
+            res = await self._run_read(customer_id, now_ms, with_recent)
+        return CustomerState(
+            customer_id=customer_id,
+            profile=_loads_hash(_pairs(res[0])),
+            cart=_cart(_pairs(res[1])),
+            last=_loads_hash(_pairs(res[2])),
+            caps_day=_ints(_pairs(res[3])),
+            caps_week=_ints(_pairs(res[4])),
+            recent=[orjson.loads(x) for x in res[5]],
+        )
+
+    async def _run_read(self, customer_id: str, now_ms: int, with_recent: bool) -> Any:
+        return await self._scripts.run(
             "read",
             [
                 keys.profile(customer_id),
@@ -97,15 +124,6 @@ class RedisStore:
             ],
             [self.recent_limit if with_recent else 0],
         )
-        return CustomerState(
-            customer_id=customer_id,
-            profile=_loads_hash(_pairs(res[0])),
-            cart=_cart(_pairs(res[1])),
-            last=_loads_hash(_pairs(res[2])),
-            caps_day=_ints(_pairs(res[3])),
-            caps_week=_ints(_pairs(res[4])),
-            recent=[orjson.loads(x) for x in res[5]],
-        )
 
     async def write_decision(self, record: StoredDecision, counter_fields: Sequence[str]) -> None:
         """Counters and record in one script on the customer's node; the stream entry beside it."""
@@ -116,10 +134,11 @@ class RedisStore:
             pipe,
             "write_decision",
             [keys.caps_day(cid, now), keys.caps_week(cid, now), keys.decision(record.decision_id)],
-            [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, *counter_fields],
+            [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, " ".join(counter_fields)],
         )
         pipe.xadd(keys.STREAM_DECISIONS, {"d": payload}, maxlen=self.stream_maxlen, approximate=True)
-        await self._scripts.execute(pipe)
+        async with self._guard():
+            await self._scripts.execute(pipe)
 
     async def claim_events(self, ids: Sequence[tuple[str, str]]) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
@@ -130,8 +149,9 @@ class RedisStore:
     async def release_events(self, ids: Sequence[tuple[str, str]]) -> None:
         # If this fails too the claims expire; a retry inside the dedup TTL is then taken for a duplicate.
         if ids:
-            with contextlib.suppress(RedisError, OSError):
-                await self.client.delete(*(keys.event_seen(cid, eid) for cid, eid in ids))
+            with contextlib.suppress(StoreUnavailable):
+                async with self._guard():
+                    await self.client.delete(*(keys.event_seen(cid, eid) for cid, eid in ids))
 
     async def apply_events(self, effects: Sequence[EventEffects]) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -156,15 +176,17 @@ class RedisStore:
         await self._execute(pipe)
 
     async def claim_feedback(self, feedback_id: str, decision_id: str) -> tuple[StoredDecision | None, bool]:
-        raw = await self.client.get(keys.decision(decision_id))
-        if raw is None:
-            return None, False
-        claimed = await self.client.set(keys.feedback_seen(feedback_id), b"1", nx=True, ex=self.decision_ttl_s)
+        async with self._guard():
+            raw = await self.client.get(keys.decision(decision_id))
+            if raw is None:
+                return None, False
+            claimed = await self.client.set(keys.feedback_seen(feedback_id), b"1", nx=True, ex=self.decision_ttl_s)
         return StoredDecision(**orjson.loads(raw)), bool(claimed)
 
     async def release_feedback(self, feedback_id: str) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self.client.delete(keys.feedback_seen(feedback_id))
+        with contextlib.suppress(StoreUnavailable):
+            async with self._guard():
+                await self.client.delete(keys.feedback_seen(feedback_id))
 
     async def apply_feedback(self, feedback: Feedback, customer_id: str, ts: int) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -186,11 +208,13 @@ class RedisStore:
         await self._execute(pipe)
 
     async def read_responses(self, customer_id: str) -> dict[str, int]:
-        return _ints(await self.client.hgetall(keys.responses(customer_id)))
+        async with self._guard():
+            return _ints(await self.client.hgetall(keys.responses(customer_id)))
 
     async def bare_read(self, customer_id: str) -> bytes:
         """One HGETALL, nothing else: the benchmark's baseline for what a Redis-backed endpoint costs."""
-        raw = await self.client.hgetall(keys.profile(customer_id))
+        async with self._guard():
+            raw = await self.client.hgetall(keys.profile(customer_id))
         return orjson.dumps({k.decode(): v.decode() for k, v in raw.items()})
 
     async def seed_profiles(self, profiles: Sequence[tuple[str, dict[str, Any]]]) -> None:

@@ -19,9 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis import asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
-
-from engine.errors import StoreUnavailable
+from redis.exceptions import NoScriptError
 
 READ_CUSTOMER = """
 local out = {}
@@ -31,12 +29,14 @@ if n > 0 then out[6] = redis.call('LRANGE', KEYS[6], 0, n - 1) else out[6] = {} 
 return out
 """
 
-# KEYS: day caps, week caps, decision record. ARGV: day ttl, week ttl, record ttl, record, fields...
+# KEYS: day caps, week caps, decision record.
+# ARGV: day ttl, week ttl, record ttl, record, counter fields joined by spaces (one argument:
+# every argument costs the client an encode, and there can be a dozen fields).
 WRITE_DECISION = """
-if #ARGV > 4 then
-  for i = 5, #ARGV do
-    redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
-    redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
+if ARGV[5] ~= '' then
+  for f in string.gmatch(ARGV[5], '%S+') do
+    redis.call('HINCRBY', KEYS[1], f, 1)
+    redis.call('HINCRBY', KEYS[2], f, 1)
   end
   redis.call('EXPIRE', KEYS[1], ARGV[1])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -65,13 +65,10 @@ class Scripts:
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
-            try:
-                return await self.client.evalsha(self.shas[name], len(keys), *keys, *args)
-            except NoScriptError:
-                await self._load(name)
-                return await self.client.evalsha(self.shas[name], len(keys), *keys, *args)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
+            return await self.client.evalsha(self.shas[name], len(keys), *keys, *args)
+        except NoScriptError:
+            await self._load(name)
+            return await self.client.evalsha(self.shas[name], len(keys), *keys, *args)
 
     def queue(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         pipe.evalsha(self.shas[name], len(keys), *keys, *args)
@@ -80,14 +77,11 @@ class Scripts:
     async def execute(self, pipe: Any) -> list[Any]:
         """Execute a pipeline; re-run (alone) any queued script Redis did not know yet."""
         queued = getattr(pipe, "_nba_scripts", [])
-        try:
-            results = list(await pipe.execute(raise_on_error=False))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
+        results = list(await pipe.execute(raise_on_error=False))
         for index, name, keys, args in queued:
             if isinstance(results[index], NoScriptError):
                 results[index] = await self.run(name, keys, args)
         for r in results:
             if isinstance(r, Exception):
-                raise StoreUnavailable(f"state store error: {r}")
+                raise r
         return results
