@@ -38,6 +38,7 @@ from engine.clock import Clock
 from engine.domain import StoredDecision
 from engine.learning.features import Featurizer
 from engine.learning.learners import Learner, make_learner
+from engine.learning.serving import pack_weights
 from engine.learning.spec import ModelSpec
 from engine.state.keys import STREAM_DECISIONS, STREAM_FEEDBACK
 from engine.state.learning_store import LearningStore, StreamEntry, stream_order
@@ -45,6 +46,7 @@ from engine.state.learning_store import LearningStore, StreamEntry, stream_order
 log = logging.getLogger("engine.learner")
 
 STREAMS = (STREAM_DECISIONS, STREAM_FEEDBACK)
+POSITIONS_EVERY_S = 5.0
 
 
 def group_name(model_id: str) -> str:
@@ -108,6 +110,7 @@ class LearnerWorker:
         self._settled: list[str] = []
         self._positives: dict[str, float] = {}
         self._dirty = False
+        self._learned = False
         self._last_snapshot = monotonic()
         self._restored = False
         self._pending_from: dict[str, str] = {}
@@ -148,8 +151,11 @@ class LearnerWorker:
         await self._close_windows(report)
         for e in fresh:
             self.state.positions[e.stream] = e.id
-        self._dirty = self._dirty or bool(fresh) or bool(report.negatives)
-        if self._dirty and self.monotonic() - self._last_snapshot >= self.snapshot_every_s:
+        self._dirty = self._dirty or bool(fresh) or bool(self._settled)
+        since = self.monotonic() - self._last_snapshot
+        # New weights are published quickly; a snapshot that only moves stream positions
+        # (decisions read, nothing learned) can wait, so an idle model costs next to nothing.
+        if (self._learned and since >= self.snapshot_every_s) or (self._dirty and since >= POSITIONS_EVERY_S):
             report.published = await self.publish()
         return report
 
@@ -245,17 +251,16 @@ class LearnerWorker:
         tally = self.state.successes if label else self.state.failures
         tally[treatment_id] = tally.get(treatment_id, 0.0) + weight
         self.state.examples += 1
-        self._dirty = True
+        self._dirty = self._learned = True
 
     # -- publishing --------------------------------------------------------------------------
 
     async def publish(self) -> int:
-        """Store a snapshot and served weights, then acknowledge the entries it covers."""
-        weights, bias = self.state.learner.export_linear(self.spec.hash_bits)
+        """Store a snapshot (and new served weights if anything was learned), then acknowledge
+        the entries it covers."""
         meta: dict[str, Any] = {
             "model_id": self.spec.id,
             "fingerprint": self.spec.fingerprint,
-            "bias": bias,
             "evidence": self.state.evidence,
             "successes": self.state.successes,
             "failures": self.state.failures,
@@ -264,12 +269,16 @@ class LearnerWorker:
             "published_ms": self.clock.now_ms(),
         }
         blob = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        packed = None
+        if self._learned:
+            weights, meta["bias"] = self.state.learner.export_linear(self.spec.hash_bits)
+            packed = pack_weights(weights)
         self.version = await self.store.save_snapshot(
-            self.spec.id, blob, weights.astype("<f8").tobytes(), meta, self._settled, self._positives
+            self.spec.id, blob, packed, meta, self._settled, self._positives, self.version
         )
         await self.store.ack(self.group, self._unacked)
         self._unacked, self._settled, self._positives = [], [], {}
-        self._dirty = False
+        self._dirty = self._learned = False
         self._last_snapshot = self.monotonic()
         return self.version
 

@@ -168,26 +168,31 @@ class LearningStore:
         self,
         model_id: str,
         learner: bytes,
-        weights: bytes,
+        weights: bytes | None,
         meta: dict[str, Any],
         settled_windows: Sequence[str],
         positives: dict[str, float],
+        version: int,
     ) -> int:
-        """Store learner + served weights, settle the windows and record the positives they
-        include, atomically: a crash before this leaves all of it to be learned again, once."""
-        version = int(await self.client.incr(_m(model_id) + ":version"))
+        """Store the learner, settle the windows and record the positives it includes, atomically:
+        a crash before this leaves all of it to be learned again, once. With `weights`, also
+        publish them as a new served version (returned); without, `version` stays current."""
+        if weights is not None:
+            version = int(await self.client.incr(_m(model_id) + ":version"))
         meta = {**meta, "version": version}
         packed = orjson.dumps(meta)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(snapshot_key(model_id), mapping={"version": version, "learner": learner, "meta": packed})
-        pipe.hset(served_key(model_id), mapping={"version": version, "weights": weights, "meta": packed})
+        if weights is not None:
+            pipe.hset(served_key(model_id), mapping={"version": version, "weights": weights, "meta": packed})
         if positives:
             pipe.hset(positives_key(model_id), mapping=positives)
         if settled_windows:
             pipe.zrem(due_key(model_id), *settled_windows)
             pipe.hdel(positives_key(model_id), *settled_windows)
         await pipe.execute()
-        await self.client.publish(MODEL_UPDATES_CHANNEL, f"{model_id}:{version}")
+        if weights is not None:
+            await self.client.publish(MODEL_UPDATES_CHANNEL, f"{model_id}:{version}")
         return version
 
     async def subscribe_updates(self) -> Any:

@@ -52,7 +52,10 @@ def test_bad_event_in_a_batch_is_named_and_nothing_is_applied(channel: Channel) 
         ({"event_id": "x", "customer_id": "ben", "type": "cart_add", "attributes": {}}, "attributes.sku"),
         ({"event_id": "x", "customer_id": "ben", "type": "cart_add", "attributes": {"sku": "a", "qty": 1e19}}, "attributes.qty"),
         ({"event_id": "x", "customer_id": "ben", "type": "cart_add", "attributes": {"sku": "a", "qty": 1.5}}, "attributes.qty"),
-        ({"event_id": "x", "customer_id": "b", "type": "cart_add", "attributes": {"sku": "a", "price": 1e30}}, "attributes.price"),  # noqa: E501
+        (
+            {"event_id": "x", "customer_id": "b", "type": "cart_add", "attributes": {"sku": "a", "price": 1e30}},
+            "attributes.price",
+        ),
         (
             {"event_id": "x", "customer_id": "ben", "type": "flight_delayed", "attributes": {"delay_minutes": -5}},
             "attributes.delay_minutes",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import pickle
 
+import numpy as np
 import pytest
 from redis import Redis
 from redis import asyncio as aioredis
 
 from engine.clock import FixedClock
 from engine.domain import Feedback, StoredDecision
+from engine.learning.serving import unpack_weights
 from engine.learning.spec import ModelSpec, load_model_specs
 from engine.learning.worker import LearnerWorker, learn_model, window_member
 from engine.state import keys
@@ -175,5 +177,6 @@ async def test_only_the_lease_holder_learns(stores: tuple[RedisStore, LearningSt
     assert pickle.loads(snapshot.learner).examples == 1, "two processes, one example learned once"
     served = await learning.load_served(spec.id)
     assert served is not None and served.meta["evidence"] == {"a": 1.0}
-    assert len(served.weights) == 8 * spec.dimension
+    dense = unpack_weights(served.weights, spec.dimension)
+    assert dense.shape == (spec.dimension,) and 0 < np.count_nonzero(dense) < 100
     assert window_member(d, "a")

@@ -455,6 +455,7 @@ def test_thompson_with_zero_multipliers_breaks_ties_by_index() -> None:
 
 def test_beta_survival_matches_scipy() -> None:
     from scipy import special  # installed with river; a test-only reference
+
     rng = np.random.default_rng(0)
     for _ in range(2000):
         a, b = np.exp(rng.uniform(-2, 11, size=2))

@@ -1,0 +1,236 @@
+"""One call behind the command line's offline evaluation: policy text in, estimates out.
+
+The command line deals in strings; everything that can be wrong with them (an unknown policy, a
+missing model, an unreadable rules directory) is refused here as ``InvalidInput`` naming the
+value, before any log is read, so a typo costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from engine.decision.exploration import ExplorationPolicy
+from engine.errors import InvalidInput, RuleSetError
+from engine.learning.evaluate import (
+    JoinCounts,
+    LogSummary,
+    evaluate_logs,
+    exploration_policy,
+    fixed_action,
+    join_logs,
+    model_policy,
+    read_rounds,
+    ruleset_policy,
+    summary,
+    write_rounds,
+)
+from engine.learning.ope import Estimate, Target
+from engine.learning.serving import ModelRegistry
+from engine.learning.spec import ModelSpec, Reward, active_model, load_model_specs
+from engine.rules.loader import load_ruleset
+from engine.state.learning_store import LearningStore
+from engine.state.log_reader import read_logs
+
+__all__ = ["POLICY_FORMS", "EvaluationReport", "render", "run_evaluation"]
+
+POLICY_FORMS = "fixed:<treatment_id>, greedy, random, epsilon:<0..1>, softmax:<temperature>, model[:<model_id>], rules:<dir>"
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationReport:
+    """Estimates for the candidate policy beside the logging policy's observed value."""
+
+    policy: str
+    source: str
+    estimates: tuple[Estimate, ...]
+    logging: LogSummary
+    counts: JoinCounts | None = None
+    """How the decision log was joined; None when rounds came from a file."""
+    exported: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _bad(policy: str, why: str) -> InvalidInput:
+    return InvalidInput(f"policy {policy!r}: {why}; expected one of {POLICY_FORMS}", field="policy")
+
+
+def _number(policy: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _bad(policy, f"{raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise _bad(policy, f"{raw!r} is not a finite number")
+    return value
+
+
+def _exploration(policy: str) -> ExplorationPolicy | None:
+    kind, _, arg = policy.partition(":")
+    try:
+        if policy == "greedy":
+            return ExplorationPolicy.greedy()
+        if policy == "random":
+            return ExplorationPolicy.random()
+        if kind == "epsilon":
+            return ExplorationPolicy.epsilon_greedy(_number(policy, arg))
+        if kind == "softmax":
+            return ExplorationPolicy.softmax(_number(policy, arg))
+    except ValueError as exc:
+        raise _bad(policy, str(exc)) from None
+    return None
+
+
+def _specs(models_dir: Path | None, rules_dir: Path | None) -> list[ModelSpec]:
+    if models_dir is None:
+        return []
+    try:
+        if rules_dir is None:
+            return load_model_specs(models_dir)
+        vocab = load_ruleset(rules_dir).vocabulary.namespaces
+        return load_model_specs(models_dir, customer_fields=vocab["customer"], context_fields=vocab["context"])
+    except RuleSetError as exc:
+        raise InvalidInput(f"model specs in {str(models_dir)!r} could not be loaded: {exc.message}", field="models_dir") from None
+
+
+def _spec(specs: list[ModelSpec], model_id: str, field: str) -> ModelSpec:
+    for s in specs:
+        if s.id == model_id:
+            return s
+    known = ", ".join(s.id for s in specs) or "none loaded; pass models_dir"
+    raise InvalidInput(f"unknown model {model_id!r} (known: {known})", field=field)
+
+
+async def _model_target(spec: ModelSpec, redis_client: Any | None, notes: list[str]) -> Target:
+    registry = ModelRegistry([spec])
+    if redis_client is None:
+        notes.append(f"no Redis client: model {spec.id!r} scores with priors only")
+    else:
+        served = await LearningStore(redis_client).load_served(spec.id)
+        if served is None:
+            notes.append(f"model {spec.id!r} has no published weights: it scores with priors only, as it would serve")
+        elif not registry.install(spec.id, served.version, served.weights, served.meta):
+            raise InvalidInput(f"published weights of model {spec.id!r} do not match its spec (trained on another featurization)")
+        else:
+            notes.append(f"model {spec.id!r} version {served.version}")
+    model = registry.get(spec.id)
+    assert model is not None
+    return model_policy(model)
+
+
+def _in_window(ts: int | None, since_ms: int | None, until_ms: int | None) -> bool:
+    if since_ms is None and until_ms is None:
+        return True
+    if ts is None:
+        return False
+    return (since_ms is None or ts >= since_ms) and (until_ms is None or ts <= until_ms)
+
+
+async def run_evaluation(
+    *,
+    source: Path | None,
+    redis_client: Any | None,
+    policy: str,
+    rules_dir: Path | None,
+    models_dir: Path | None,
+    model_id: str | None,
+    clip: float | None,
+    n_boot: int,
+    seed: int,
+    export: Path | None,
+    since_ms: int | None,
+    until_ms: int | None,
+) -> EvaluationReport:
+    """Evaluate ``policy`` on rounds from ``source`` (a .jsonl/.csv file) or, without one, from Redis.
+
+    ``model_id`` names the spec whose reward defines the rewards of rounds read from Redis (by
+    default the model of a ``model:`` policy, else the default spec, else the standard reward),
+    and the model of a bare ``model`` policy. ``model:`` policies explore as their spec says for
+    each placement; ``rules:`` policies choose greedily (see ``ruleset_policy`` for what a rule
+    set replay cannot see). ``since_ms``/``until_ms`` bound the decisions' log time (Redis) or
+    the rows' ``ts`` (file).
+    """
+    kind, _, arg = policy.partition(":")
+    chosen = _exploration(policy)
+    if chosen is None and not ((kind in ("fixed", "rules") and arg) or kind == "model"):
+        raise _bad(policy, "unknown policy")
+    if kind == "model" and not (arg or model_id):
+        raise _bad(policy, "name the model as model:<model_id> or pass model_id")
+    if source is None and redis_client is None:
+        raise InvalidInput("no source file and no Redis client: nothing to read rounds from", field="source")
+
+    notes: list[str] = []
+    specs = _specs(models_dir, rules_dir)
+    target: Target
+    if chosen is not None:
+        target = exploration_policy(chosen)
+    elif kind == "fixed":
+        target = fixed_action(arg)
+    elif kind == "rules":
+        try:
+            rules = load_ruleset(Path(arg))
+        except RuleSetError as exc:
+            raise _bad(policy, f"rules could not be loaded: {exc.message}") from None
+        target = ruleset_policy(rules, ExplorationPolicy.greedy())
+        notes.append("rule set replay: eligibility conditions and context weights of the other rules are not applied")
+    else:
+        target = await _model_target(_spec(specs, arg or str(model_id), "policy"), redis_client, notes)
+
+    counts: JoinCounts | None = None
+    if source is not None:
+        rounds = [r for r in read_rounds(source) if _in_window(r.ts, since_ms, until_ms)]
+        origin = str(source)
+    else:
+        reward_model = model_id or (arg if kind == "model" else None)
+        default = active_model(specs, None)
+        if reward_model is not None:
+            reward = _spec(specs, reward_model, "model_id").reward
+        elif default is not None:
+            reward = default.reward
+        else:
+            reward = Reward()
+        logs = await read_logs(redis_client, since_ms=since_ms, until_ms=until_ms)
+        joined = join_logs(logs.decisions, logs.feedback, reward)
+        rounds, counts, origin = joined.rounds, joined.counts, "redis"
+        if logs.unreadable:
+            notes.append(f"{logs.unreadable} unreadable stream entries skipped")
+    if not rounds:
+        raise InvalidInput(f"no usable logged rounds in {origin} for the window given", field="source")
+    exported = write_rounds(rounds, export) if export is not None else None
+    estimates = evaluate_logs(rounds, target, clip=clip, n_boot=n_boot, seed=seed)
+    return EvaluationReport(policy, origin, tuple(estimates), summary(rounds), counts, exported, tuple(notes))
+
+
+def _fmt(x: float) -> str:
+    return "—" if math.isnan(x) else f"{x:.4f}"
+
+
+def render(report: EvaluationReport) -> Table:
+    """A table for the terminal: one line per estimator, then the logging policy's observed value."""
+    table = Table(title=f"Offline evaluation of {report.policy} (per decision)", title_justify="left")
+    table.add_column("estimator")
+    for name in ("value", "95% interval", "ESS", "rows / decisions"):
+        table.add_column(name, justify="right")
+    table.add_column("clipped", justify="right")
+    for e in report.estimates:
+        interval = "—" if math.isnan(e.ci_low) else f"[{_fmt(e.ci_low)}, {_fmt(e.ci_high)}]"
+        clipped = f"{e.clipped_share:.1%} at {e.clip:g}" if e.clip is not None else "—"
+        table.add_row(e.estimator.upper(), _fmt(e.value), interval, f"{e.ess:.1f}", f"{e.n} / {e.n_decisions}", clipped)
+    log = report.logging
+    table.add_row("logging policy", _fmt(log.value), "observed", "", f"{log.rows} / {log.decisions}", "", style="bold")
+    caption = [f"source: {report.source}"]
+    if report.counts is not None:
+        c = report.counts
+        skipped = ", ".join(f"{k} {v}" for k, v in c.skipped.items() if v) or "none"
+        caption.append(f"decisions {c.decisions_used} of {c.decisions} used (skipped: {skipped})")
+        caption.append(f"feedback {c.feedback_joined} of {c.feedback} joined")
+    if report.exported is not None:
+        caption.append(f"exported {report.exported} rows")
+    caption.extend(report.notes)
+    table.caption = "; ".join(caption)
+    table.caption_justify = "left"
+    return table
