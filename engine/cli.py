@@ -111,6 +111,65 @@ def learner(
         raise typer.Exit(2) from exc
 
 
+@app.command()
+def evaluate(
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="Candidate policy: fixed:<treatment>, greedy, random, epsilon:<e>, softmax:<T>, model:<id>, rules:<dir>."
+        ),
+    ],
+    from_file: Annotated[
+        Path | None, typer.Option("--from-file", help="Logged rounds (.jsonl or .csv); default: the Redis streams.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model spec whose reward defines the rewards read from Redis.")] = None,
+    clip: Annotated[float | None, typer.Option(help="Clip importance weights at this value.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 1_000,
+    random_seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    export: Annotated[Path | None, typer.Option(help="Also write the rounds read to this .jsonl/.csv file.")] = None,
+    since_ms: Annotated[int | None, typer.Option(help="Only decisions logged at or after this time (ms).")] = None,
+    until_ms: Annotated[int | None, typer.Option(help="Only decisions logged at or before this time (ms).")] = None,
+) -> None:
+    """Estimate what another policy would have earned, from the decision and feedback logs (IPS, SNIPS, DR)."""
+    from engine.errors import EngineError
+    from engine.learning.evaluate_cli import render, run_evaluation
+    from engine.state.connect import open_redis
+
+    settings = _settings()
+
+    async def go() -> None:
+        client, embedded = (None, None) if from_file else open_redis(settings)
+        try:
+            report = await run_evaluation(
+                source=from_file,
+                redis_client=client,
+                policy=policy,
+                rules_dir=settings.rules_dir,
+                models_dir=settings.models_dir,
+                model_id=model,
+                clip=clip,
+                n_boot=bootstrap,
+                seed=random_seed,
+                export=export,
+                since_ms=since_ms,
+                until_ms=until_ms,
+            )
+        finally:
+            if client is not None:
+                await client.aclose()
+            if embedded is not None:
+                embedded.close()
+        console.print(render(report))
+        for note in report.notes:
+            console.print(f"[dim]note: {note}[/dim]")
+
+    try:
+        asyncio.run(go())
+    except EngineError as exc:
+        err.print(f"[red]{exc.message}[/red]", highlight=False)
+        raise typer.Exit(2) from exc
+
+
 @app.command("simulate-learning")
 def simulate_learning(
     decisions: Annotated[int, typer.Option(help="Decisions to run.")] = 20_000,

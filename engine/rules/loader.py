@@ -11,12 +11,20 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from engine.errors import RuleProblem, RuleSetError, SourcePos
 from engine.rules.conditions import Condition, ConditionError, compile_condition
 from engine.rules.ruleset import CompiledTreatment, RuleSet
-from engine.rules.schema import Arbitration, Fields, FrequencyCapPolicy, RuleFile, SuppressionPolicy, Treatment
+from engine.rules.schema import (
+    Arbitration,
+    ContactPolicy,
+    Fields,
+    FrequencyCapPolicy,
+    RuleFile,
+    SuppressionPolicy,
+    Treatment,
+)
 from engine.rules.vocabulary import Vocabulary
 from engine.rules.yamlsource import Loc, YamlDocument, read_yaml
 
@@ -40,21 +48,53 @@ def _describe_pydantic_error(err: Any) -> str:
     return f"`{loc}`: {err['msg']}{shown}"
 
 
+def _problems(doc: YamlDocument, exc: ValidationError, prefix: Loc = ()) -> list[RuleProblem]:
+    problems = []
+    for err in exc.errors():
+        # Discriminated unions add the tag to the path; drop it to find the YAML node.
+        loc: Loc = (*prefix, *(x for x in err["loc"] if x not in ("frequency_cap", "suppression")))
+        pos = doc.pos_of(loc)
+        problems.append(RuleProblem(pos, _describe_pydantic_error({**err, "loc": loc}), doc.line_text(pos.line)))
+    return problems
+
+
+_ITEMS: dict[str, TypeAdapter[Any]] = {
+    "treatments": TypeAdapter(Treatment),
+    "contact_policies": TypeAdapter(ContactPolicy),
+}
+
+
 def _validate(doc: YamlDocument) -> tuple[RuleFile | None, list[RuleProblem]]:
+    """Validate a file item by item, so one bad treatment does not hide the errors of the others
+    (their conditions are still compiled and checked)."""
     if doc.data is None:
         return RuleFile(), []
     if not isinstance(doc.data, dict):
         return None, [RuleProblem(doc.pos_of(()), "a rule file must be a mapping of sections")]
+    problems: list[RuleProblem] = []
+    sections = dict(doc.data)
+    items: dict[str, list[Any]] = {}
+    for name, adapter in _ITEMS.items():
+        raw = sections.pop(name, None)
+        if raw is None:
+            continue
+        if not isinstance(raw, list):
+            pos = doc.pos_of((name,))
+            problems.append(RuleProblem(pos, f"`{name}` must be a list", doc.line_text(pos.line)))
+            continue
+        items[name] = []
+        for i, item in enumerate(raw):
+            try:
+                items[name].append(adapter.validate_python(item))
+            except ValidationError as exc:
+                problems.extend(_problems(doc, exc, (name, i)))
+                items[name].append(None)  # keeps indexes aligned with the file for positions
     try:
-        return RuleFile.model_validate(doc.data), []
+        rest = RuleFile.model_validate(sections)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            # Discriminated unions add the tag to the path; drop it to find the YAML node.
-            loc: Loc = tuple(x for x in err["loc"] if x not in ("frequency_cap", "suppression"))
-            pos = doc.pos_of(loc)
-            problems.append(RuleProblem(pos, _describe_pydantic_error(err), doc.line_text(pos.line)))
-        return None, problems
+        problems.extend(_problems(doc, exc))
+        rest = RuleFile()
+    return rest.model_copy(update={k: v for k, v in items.items()}), problems
 
 
 class _Compiler:
@@ -152,6 +192,8 @@ def load_ruleset(directory: Path | str) -> RuleSet:
     suppression: list[SuppressionPolicy] = []
     for doc, rf in parsed:
         for i, t in enumerate(rf.treatments):
+            if t is None:
+                continue  # refused by the schema; already reported
             pos = doc.pos_of(("treatments", i, "id"))
             if t.id in seen:
                 problems.append(
@@ -163,6 +205,8 @@ def load_ruleset(directory: Path | str) -> RuleSet:
             if compiled is not None:
                 treatments.append(compiled)
         for i, p in enumerate(rf.contact_policies):
+            if p is None:
+                continue
             if isinstance(p, SuppressionPolicy):
                 if p.after_event not in vocab.event_types:
                     pos = doc.pos_of(("contact_policies", i, "after_event"))
