@@ -48,6 +48,8 @@ def _http_server(settings: Settings, app: object, log_level: str) -> uvicorn.Ser
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=GRACE_S,
+        proxy_headers=False,  # behind a proxy, set forwarded headers there; not worth a middleware per request here
+        server_header=False,
     )
     return _Server(config)
 

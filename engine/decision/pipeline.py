@@ -188,7 +188,8 @@ def decide(
         for i, p in zip(selection.chosen, selection.selection_probability, strict=True):
             chosen.append(_chosen(suitable[i], float(s.propensity[i]), float(s.priority[i]), p))
         shown = set(selection.chosen)
-        verdicts.extend(_not_shown(suitable, s.priority, shown, budgets, limits.max_per_group))
+        if request.explain:
+            verdicts.extend(_not_shown(suitable, s.priority.tolist(), shown, budgets, limits.max_per_group))
         multipliers, propensities = s.multiplier.tolist(), s.propensity.tolist()
         candidates = tuple(
             {

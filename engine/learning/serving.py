@@ -102,7 +102,8 @@ class ModelRegistry:
         return self._models.get(model_id)
 
     def versions(self) -> dict[str, int]:
-        return {k: m.version for k, m in self._models.items()}
+        """Version served of each enabled model (0: priors until the first publication)."""
+        return {k: m.version for k, m in self._models.items() if m.spec.enabled}
 
     def install(self, model_id: str, version: int, weights: bytes, meta: Mapping[str, object]) -> bool:
         """Swap in a published version; refused when it was trained on another featurization."""

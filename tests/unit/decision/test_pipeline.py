@@ -122,7 +122,7 @@ def test_treatment_cap_per_day_blocks_after_it_is_reached(rules: RuleSet) -> Non
 def test_group_policy_budget_limits_one_decision(rules: RuleSet) -> None:
     # Two sales shown today, the policy allows three: only one more, though the group limit is two.
     state = CustomerState("c1", caps_day={"g:sales": 2})
-    plan = decide(state, web(), rules, NOW)
+    plan = decide(state, DecisionRequest("c1", "web", explain=True), rules, NOW)
     assert [t.id for t in plan.treatments if t.group == "sales"] == ["big_sale"]
     assert any(v.treatment_id == "small_sale" and "sales_cap" in v.reason for v in plan.verdicts)
 
