@@ -107,7 +107,7 @@ class LearnerWorker:
         self.state = LearnerState(make_learner(spec), spec.fingerprint)
         self.version = 0
         self._unacked: list[StreamEntry] = []
-        self._settled: list[str] = []
+        self._settled: dict[str, None] = {}  # ordered set: settled since the last snapshot
         self._positives: dict[str, float] = {}
         self._dirty = False
         self._learned = False
@@ -205,7 +205,7 @@ class LearnerWorker:
                 if previous == 0.0 and member not in self._settled:
                     self._learn(record, f["treatment_id"], False, self.spec.reward.negative_weight)
                     report.negatives += 1
-                    self._settled.append(member)
+                    self._settled[member] = None
                 continue
             weight = self.spec.reward.outcome_weight(f["outcome"], f.get("value"))
             if weight <= previous:
@@ -216,8 +216,9 @@ class LearnerWorker:
                 self._positives[member] = weight
 
     async def _close_windows(self, report: StepReport) -> None:
-        due = await self.store.due_windows(self.spec.id, self.clock.now_ms(), self.batch)
-        due = [(m, ts) for m, ts in due if m not in self._settled]
+        # Settled windows stay in the due set until the snapshot that covers them, so look past them.
+        due = await self.store.due_windows(self.spec.id, self.clock.now_ms(), self.batch + len(self._settled))
+        due = [(m, ts) for m, ts in due if m not in self._settled][: self.batch]
         if not due:
             return
         members = [m for m, _ in due]
@@ -230,7 +231,7 @@ class LearnerWorker:
                 continue
             self._learn(record, member.split("|", 1)[1], False, self.spec.reward.negative_weight)
             report.negatives += 1
-        self._settled.extend(members)
+        self._settled.update(dict.fromkeys(members))
 
     @property
     def dirty(self) -> bool:
@@ -274,10 +275,10 @@ class LearnerWorker:
             weights, meta["bias"] = self.state.learner.export_linear(self.spec.hash_bits)
             packed = pack_weights(weights)
         self.version = await self.store.save_snapshot(
-            self.spec.id, blob, packed, meta, self._settled, self._positives, self.version
+            self.spec.id, blob, packed, meta, list(self._settled), self._positives, self.version
         )
         await self.store.ack(self.group, self._unacked)
-        self._unacked, self._settled, self._positives = [], [], {}
+        self._unacked, self._settled, self._positives = [], {}, {}
         self._dirty = self._learned = False
         self._last_snapshot = self.monotonic()
         return self.version

@@ -180,3 +180,18 @@ async def test_only_the_lease_holder_learns(stores: tuple[RedisStore, LearningSt
     dense = unpack_weights(served.weights, spec.dimension)
     assert dense.shape == (spec.dimension,) and 0 < np.count_nonzero(dense) < 100
     assert window_member(d, "a")
+
+
+async def test_closing_windows_is_not_limited_by_snapshots(
+    stores: tuple[RedisStore, LearningStore], spec: ModelSpec, clock: FixedClock
+) -> None:
+    store, learning = stores
+    w = LearnerWorker(learning, spec, clock, consumer="w1", snapshot_every_s=3600.0, batch=5)
+    await w.restore()
+    for _ in range(12):
+        await shown(store, spec, T0, "a")
+    await drain(w)
+    clock.advance(days=1, minutes=1)
+    for _ in range(4):
+        await w.step(block_ms=None)
+    assert w.state.evidence["a"] == 12 * spec.reward.negative_weight, "every due window closed, five per step"
