@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from engine import __version__, domain
@@ -38,6 +40,7 @@ def get_engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+_Body = TypeVar("_Body", bound=BaseModel)
 
 
 def _decision_payload(d: domain.Decision) -> dict[str, object]:
@@ -55,6 +58,18 @@ def _decision_payload(d: domain.Decision) -> dict[str, object]:
     if d.verdicts:
         payload["explanations"] = d.verdicts
     return payload
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, object]:
+    """Document a body that the endpoint parses itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def _parse(model: type[_Body], raw: bytes) -> _Body:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
 def _event(e: schemas.EventRequest) -> domain.Event:
@@ -80,9 +95,19 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
-    @app.post("/v1/decisions", response_model=schemas.DecisionResponse, responses=ERRORS, tags=["decisions"])
-    async def decide(body: schemas.DecisionRequest, engine: EngineDep) -> Response:
+    @app.post(
+        "/v1/decisions",
+        response_model=schemas.DecisionResponse,
+        responses=ERRORS,
+        tags=["decisions"],
+        openapi_extra=_json_body(schemas.DecisionRequest),
+    )
+    async def decide(http_request: Request) -> Response:
         """What to show this customer, now, on this channel and placement."""
+        # The hot path parses its body in one pass (pydantic's JSON validator) rather than through
+        # FastAPI's json.loads-then-validate dependency machinery: a measurable share of a decision.
+        body = _parse(schemas.DecisionRequest, await http_request.body())
+        engine = get_engine(http_request)
         request = domain.DecisionRequest(
             body.customer_id, body.channel, body.placement, body.context, body.limit, body.event, body.explain
         )
