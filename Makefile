@@ -25,6 +25,8 @@ test-fast: $(STAMP)  ## the suite against embedded Redis only
 bench: $(STAMP)  ## benchmarks against real server processes (figures to stdout and bench-results/)
 	$(BIN)/python -m loadtests.bench --customers $(CUSTOMERS)
 	$(BIN)/python -m loadtests.grpc_bench --customers $(CUSTOMERS)
+	$(BIN)/python -m loadtests.kernel_bench
+	$(BIN)/python -m loadtests.learning_bench
 
 proto: $(STAMP)  ## regenerate engine/api/grpc/gen from proto/
 	$(BIN)/python -m engine.api.grpc.build
