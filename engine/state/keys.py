@@ -109,3 +109,41 @@ def treatment_cap_field(treatment_id: str) -> str:
 
 def group_cap_field(group: str) -> str:
     return "g:" + group
+
+
+# -- models: every key of one model shares the hash tag `{m:<model>}` -----------------------------
+
+MODEL_UPDATES_CHANNEL = "m:updates"
+
+
+def model_prefix(model_id: str) -> str:
+    return "m:{" + model_id + "}"
+
+
+def model_snapshot(model_id: str) -> str:
+    """Hash: the learner snapshot (pickled state, meta with stream positions)."""
+    return model_prefix(model_id) + ":snapshot"
+
+
+def model_served(model_id: str) -> str:
+    """Hash: the published sparse weights, bias, evidence and version that serving installs."""
+    return model_prefix(model_id) + ":served"
+
+
+def model_due(model_id: str) -> str:
+    """Sorted set `decision_id|treatment_id` by the time its reward window closes."""
+    return model_prefix(model_id) + ":due"
+
+
+def model_positives(model_id: str) -> str:
+    """Hash of `decision_id|treatment_id` that got a positive inside the window (no negative then)."""
+    return model_prefix(model_id) + ":pos"
+
+
+def model_version(model_id: str) -> str:
+    """Counter of published versions."""
+    return model_prefix(model_id) + ":version"
+
+
+def model_lease(model_id: str) -> str:
+    return model_prefix(model_id) + ":lease"

@@ -21,8 +21,6 @@ from engine.domain import StoredDecision
 from engine.errors import StoreUnavailable
 from engine.state import keys
 
-MODEL_UPDATES_CHANNEL = "m:updates"
-
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
@@ -31,32 +29,6 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-
-
-def _m(model_id: str) -> str:
-    return "m:{" + model_id + "}"
-
-
-def snapshot_key(model_id: str) -> str:
-    return _m(model_id) + ":snapshot"
-
-
-def served_key(model_id: str) -> str:
-    return _m(model_id) + ":served"
-
-
-def due_key(model_id: str) -> str:
-    """Sorted set `decision_id|treatment_id` by the time its reward window closes."""
-    return _m(model_id) + ":due"
-
-
-def positives_key(model_id: str) -> str:
-    """Hash of `decision_id|treatment_id` that got a positive inside the window (no negative then)."""
-    return _m(model_id) + ":pos"
-
-
-def lease_key(model_id: str) -> str:
-    return _m(model_id) + ":lease"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,17 +112,18 @@ class LearningStore:
     async def open_windows(self, model_id: str, windows: dict[str, int]) -> None:
         """`decision|treatment` -> ms when an unanswered impression becomes a negative."""
         if windows:
-            await self.client.zadd(due_key(model_id), windows, nx=True)
+            await self.client.zadd(keys.model_due(model_id), windows, nx=True)
 
     async def due_windows(self, model_id: str, now_ms: int, limit: int) -> list[tuple[str, int]]:
-        rows = await self.client.zrangebyscore(due_key(model_id), "-inf", now_ms, start=0, num=limit, withscores=True)
+        rows = await self.client.zrangebyscore(keys.model_due(model_id), "-inf", now_ms, start=0, num=limit, withscores=True)
         return [(m.decode(), int(s)) for m, s in rows]
 
     async def positive_weights(self, model_id: str, members: Sequence[str]) -> list[float | None]:
         """The strongest positive weight already learned for each impression, if any."""
         if not members:
             return []
-        return [float(v) if v is not None else None for v in await self.client.hmget(positives_key(model_id), list(members))]
+        found = await self.client.hmget(keys.model_positives(model_id), list(members))
+        return [float(v) if v is not None else None for v in found]
 
     async def claim_stale(self, stream: str, group: str, consumer: str) -> int:
         """Take over entries delivered to consumers that died, so they are learned (once) here."""
@@ -178,41 +151,41 @@ class LearningStore:
         a crash before this leaves all of it to be learned again, once. With `weights`, also
         publish them as a new served version (returned); without, `version` stays current."""
         if weights is not None:
-            version = int(await self.client.incr(_m(model_id) + ":version"))
+            version = int(await self.client.incr(keys.model_version(model_id)))
         meta = {**meta, "version": version}
         packed = orjson.dumps(meta)
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(snapshot_key(model_id), mapping={"version": version, "learner": learner, "meta": packed})
+        pipe.hset(keys.model_snapshot(model_id), mapping={"version": version, "learner": learner, "meta": packed})
         if weights is not None:
-            pipe.hset(served_key(model_id), mapping={"version": version, "weights": weights, "meta": packed})
+            pipe.hset(keys.model_served(model_id), mapping={"version": version, "weights": weights, "meta": packed})
         if positives:
-            pipe.hset(positives_key(model_id), mapping=positives)
+            pipe.hset(keys.model_positives(model_id), mapping=positives)
         if settled_windows:
-            pipe.zrem(due_key(model_id), *settled_windows)
-            pipe.hdel(positives_key(model_id), *settled_windows)
+            pipe.zrem(keys.model_due(model_id), *settled_windows)
+            pipe.hdel(keys.model_positives(model_id), *settled_windows)
         await pipe.execute()
         if weights is not None:
-            await self.client.publish(MODEL_UPDATES_CHANNEL, f"{model_id}:{version}")
+            await self.client.publish(keys.MODEL_UPDATES_CHANNEL, f"{model_id}:{version}")
         return version
 
     async def subscribe_updates(self) -> Any:
         """A pub/sub subscription to model announcements (`<model>:<version>` messages)."""
         pubsub = self.client.pubsub()
-        await pubsub.subscribe(MODEL_UPDATES_CHANNEL)
+        await pubsub.subscribe(keys.MODEL_UPDATES_CHANNEL)
         return pubsub
 
     async def load_snapshot(self, model_id: str) -> Snapshot | None:
-        raw = await self.client.hgetall(snapshot_key(model_id))
+        raw = await self.client.hgetall(keys.model_snapshot(model_id))
         if not raw:
             return None
         return Snapshot(int(raw[b"version"]), raw[b"learner"], orjson.loads(raw[b"meta"]))
 
     async def served_version(self, model_id: str) -> int:
-        raw = await self.client.hget(served_key(model_id), "version")
+        raw = await self.client.hget(keys.model_served(model_id), "version")
         return int(raw) if raw else 0
 
     async def load_served(self, model_id: str) -> ServedWeights | None:
-        raw = await self.client.hgetall(served_key(model_id))
+        raw = await self.client.hgetall(keys.model_served(model_id))
         if not raw:
             return None
         return ServedWeights(int(raw[b"version"]), raw[b"weights"], orjson.loads(raw[b"meta"]))
@@ -220,10 +193,10 @@ class LearningStore:
     # -- leases: one learner process per model at a time --------------------------------------
 
     async def acquire_lease(self, model_id: str, owner: str, ttl_ms: int) -> bool:
-        return bool(await self.client.set(lease_key(model_id), owner, nx=True, px=ttl_ms))
+        return bool(await self.client.set(keys.model_lease(model_id), owner, nx=True, px=ttl_ms))
 
     async def renew_lease(self, model_id: str, owner: str, ttl_ms: int) -> bool:
-        return bool(await self._renew(keys=[lease_key(model_id)], args=[owner, ttl_ms]))
+        return bool(await self._renew(keys=[keys.model_lease(model_id)], args=[owner, ttl_ms]))
 
     async def release_lease(self, model_id: str, owner: str) -> None:
-        await self._release(keys=[lease_key(model_id)], args=[owner])
+        await self._release(keys=[keys.model_lease(model_id)], args=[owner])

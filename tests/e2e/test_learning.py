@@ -16,7 +16,7 @@ from redis import Redis
 from engine.api.http.app import create_app
 from engine.clock import FixedClock
 from engine.settings import Settings
-from engine.state.learning_store import served_key
+from engine.state.keys import model_served
 from tests.conftest import EXAMPLE_MODELS, EXAMPLE_RULES
 from tests.e2e.conftest import Channel
 
@@ -56,7 +56,7 @@ def test_feedback_reaches_a_served_model_version_within_seconds(settings: Settin
         wait_for(lambda: channel.decide("alice", "mobile_app")["model_version"] != "response@0")
         version = int(channel.decide("alice", "mobile_app")["model_version"].split("@")[1])
         assert version >= 1
-        assert int(redis_sync.hget(served_key("response"), "version")) >= version
+        assert int(redis_sync.hget(model_served("response"), "version")) >= version
         assert http.get("/readyz").json()["models"]["response"] >= 1
 
 
@@ -76,7 +76,7 @@ def test_nba_learner_runs_as_its_own_process(
     )
     client = Redis.from_url(redis_url)
     try:
-        wait_for(lambda: client.hget(served_key("response"), "version") is not None, timeout_s=60)
+        wait_for(lambda: client.hget(model_served("response"), "version") is not None, timeout_s=60)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

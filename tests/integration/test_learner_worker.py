@@ -16,7 +16,8 @@ from engine.learning.serving import unpack_weights
 from engine.learning.spec import ModelSpec, load_model_specs
 from engine.learning.worker import LearnerWorker, learn_model, window_member
 from engine.state import keys
-from engine.state.learning_store import LearningStore, due_key
+from engine.state.keys import model_due
+from engine.state.learning_store import LearningStore
 from engine.state.redis_store import RedisStore
 from tests.conftest import ROOT, T0
 
@@ -84,12 +85,12 @@ async def test_positive_is_learned_at_once_and_negative_when_the_window_closes(
     await drain(w)
     assert w.state.evidence == {"a": 1.0}, "the accept is learned without waiting for the window"
     assert w.version >= 1
-    assert redis_sync.zcard(due_key(spec.id)) == 2
+    assert redis_sync.zcard(model_due(spec.id)) == 2
 
     clock.advance(days=1, minutes=1)
     await drain(w)
     assert w.state.evidence == {"a": 1.0, "b": spec.reward.negative_weight}, "b got no response: one negative"
-    assert redis_sync.zcard(due_key(spec.id)) == 0
+    assert redis_sync.zcard(model_due(spec.id)) == 0
     examples = w.state.examples
     await drain(w)
     assert w.state.examples == examples, "nothing is learned twice"
