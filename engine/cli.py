@@ -132,7 +132,7 @@ def evaluate(
 ) -> None:
     """Estimate what another policy would have earned, from the decision and feedback logs (IPS, SNIPS, DR)."""
     from engine.errors import EngineError
-    from engine.learning.evaluate_cli import render, run_evaluation
+    from engine.evaluation.report import render, run_evaluation
     from engine.state.connect import open_redis
 
     settings = _settings()

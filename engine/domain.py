@@ -112,6 +112,8 @@ class CustomerState:
     recent: list[dict[str, Any]] = field(default_factory=list)
     caps_day: dict[str, int] = field(default_factory=dict)
     caps_week: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def known(self) -> bool:
@@ -154,3 +156,21 @@ class StoredDecision:
 
     def treatment_ids(self) -> list[str]:
         return [t["id"] for t in self.treatments]
+
+
+@dataclass(frozen=True, slots=True)
+class EventEffects:
+    event: Event
+    ts: int
+    profile_set: dict[str, Any] = field(default_factory=dict)
+    cart_add: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cart_remove: tuple[str, ...] = ()
+    cart_clear: bool = False
+    triggers: Any = None
+    """The trigger effects (`engine.rules.triggers.TriggerEffects`) this event causes, if any."""
+
+    @property
+    def interaction(self) -> dict[str, Any]:
+        """The entry kept in the customer's recent interactions and in `last`."""
+        e = self.event
+        return {"event_id": e.event_id, "type": e.type, "ts": self.ts, "channel": e.channel, "attributes": e.attributes}

@@ -7,32 +7,15 @@ whole and nothing is half-written.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
-from engine.domain import Event
+from engine.domain import Event, EventEffects
 from engine.errors import InvalidInput
 from engine.rules.vocabulary import Vocabulary
 
 _NUMBER = (int, float)
 MAX_QUANTITY = 10_000
 MAX_PRICE = 1e9
-
-
-@dataclass(frozen=True, slots=True)
-class EventEffects:
-    event: Event
-    ts: int
-    profile_set: dict[str, Any] = field(default_factory=dict)
-    cart_add: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cart_remove: tuple[str, ...] = ()
-    cart_clear: bool = False
-
-    @property
-    def interaction(self) -> dict[str, Any]:
-        """The entry kept in the customer's recent interactions and in `last`."""
-        e = self.event
-        return {"event_id": e.event_id, "type": e.type, "ts": self.ts, "channel": e.channel, "attributes": e.attributes}
 
 
 def _number(

@@ -55,6 +55,8 @@ def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int) ->
         now_ms=now_ms,
         last=state.last,
         recent=state.recent,
+        flags=state.flags,
+        counters=state.counters,
     )
 
 

@@ -35,6 +35,7 @@ from engine.domain import (
 from engine.errors import InvalidInput, NotFound, StoreUnavailable
 from engine.learning.serving import ModelRegistry
 from engine.rules.registry import RuleRegistry
+from engine.rules.triggers import effects_of_event
 from engine.state import keys
 from engine.state.store import Store
 
@@ -168,7 +169,8 @@ class DecisionService:
         if len(events) > self.max_batch_events:
             raise InvalidInput(f"at most {self.max_batch_events} events per batch, got {len(events)}", field="events")
         now = self.clock.now_ms()
-        vocab = self.rules.current.vocabulary
+        rules = self.rules.current
+        vocab = rules.vocabulary
         single = len(events) == 1
         effects: list[EventEffects] = []
         for i, e in enumerate(events):
@@ -177,7 +179,9 @@ class DecisionService:
             check_customer_id(e.customer_id, f"{prefix}customer_id")
             if e.channel is not None and e.channel not in CHANNELS:
                 raise InvalidInput(f"unknown channel {e.channel!r}", field=f"{prefix}channel")
-            effects.append(effects_of(e, vocab, now, prefix))
+            fx = effects_of(e, vocab, now, prefix)
+            triggers = effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels)
+            effects.append(replace(fx, triggers=triggers) if triggers else fx)
         # A batch may repeat an id; the first occurrence wins, like a retry would.
         ids = [(e.customer_id, e.event_id) for e in events]
         fresh = await self.store.claim_events(ids)
@@ -226,7 +230,7 @@ class DecisionService:
         check_customer_id(customer_id)
         rules = self.rules.current
         now = self.clock.now_ms()
-        state = await self.store.read_customer(customer_id, now, with_recent=True)
+        state = await self.store.read_customer(customer_id, now, with_recent=True, counters=rules.counters)
         responses = await self.store.read_responses(customer_id)
         suppressions = [
             {"group": group, "policy": policy_id, "until": until}

@@ -19,10 +19,12 @@ from typing import Any, Literal
 from engine.clock import MS_PER_DAY, MS_PER_HOUR
 from engine.rules.vocabulary import EvalContext, Vocabulary
 
-ArgKind = Literal["event_type", "string", "number"]
+ArgKind = Literal["event_type", "flag", "counter", "string", "number"]
 
 _KIND_WORDS: dict[str, str] = {
     "event_type": "an event type string literal",
+    "flag": "a flag name string literal",
+    "counter": "a counter name string literal",
     "string": "a string literal",
     "number": "a number literal",
 }
@@ -107,7 +109,7 @@ def function_names() -> list[str]:
 
 def check_argument(spec: FunctionSpec, param: Param, value: object, vocab: Vocabulary) -> tuple[str, str | None] | None:
     """Return `(message, hint)` when `value` does not fit `param`, else None."""
-    if param.kind in ("event_type", "string"):
+    if param.kind in ("event_type", "flag", "counter", "string"):
         if not isinstance(value, str):
             return (
                 f"argument `{param.name}` of `{spec.name}` must be {_KIND_WORDS[param.kind]}",
@@ -115,6 +117,11 @@ def check_argument(spec: FunctionSpec, param: Param, value: object, vocab: Vocab
             )
         if param.kind == "event_type" and value not in vocab.event_types:
             return f"unknown event type `{value}`", _event_type_hint(value, vocab)
+        for kind, known in (("flag", vocab.flags), ("counter", vocab.counters)):
+            if param.kind == kind and value not in known:
+                close = difflib.get_close_matches(value, sorted(known), n=1)
+                hint = f"did you mean `{close[0]}`?" if close else f"no trigger sets a {kind} of that name"
+                return f"unknown {kind} `{value}`", hint
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return f"argument `{param.name}` of `{spec.name}` must be {_KIND_WORDS['number']}", None
@@ -228,6 +235,35 @@ def last(ctx: EvalContext, event_type: str) -> Mapping[str, Any] | None:
     return ctx.last.get(event_type)
 
 
+def flag(ctx: EvalContext, name: str) -> bool:
+    """Whether a trigger set this flag and it has not expired."""
+    expires = ctx.flags.get(name)
+    return expires is not None and expires > ctx.now_ms
+
+
+def counter(ctx: EvalContext, name: str, days: float | None = None, hours: float | None = None) -> int:
+    """How many times a trigger incremented this counter (within the window, if given)."""
+    stamps = ctx.counters.get(name) or ()
+    window = _window_ms(days, hours)
+    if window is None:
+        return len(stamps)
+    cutoff = ctx.now_ms - window
+    return sum(1 for ts in stamps if ts >= cutoff)
+
+
+def complained_about(ctx: EvalContext, topic: str, days: float | None = None, hours: float | None = None) -> bool:
+    """Whether a recent complaint (within the window, if given) named this topic: close-the-loop offers."""
+    window = _window_ms(days, hours)
+    cutoff = ctx.now_ms - window if window is not None else None
+    for ev in ctx.recent:
+        if ev.get("type") != "complaint" or (ev.get("attributes") or {}).get("topic") != topic:
+            continue
+        ts = ev.get("ts")
+        if cutoff is None or (isinstance(ts, int | float) and ts >= cutoff):
+            return True
+    return False
+
+
 _EVENT = Param("event_type", "event_type")
 _WINDOW = (Param("days", "number", non_negative=True), Param("hours", "number", non_negative=True))
 
@@ -274,5 +310,24 @@ register(
         last,
         returns_record=True,
         summary="the newest event of that type ({'ts': ms, **attributes}) or None",
+    )
+)
+register(FunctionSpec("flag", (Param("name", "flag"),), flag, summary="whether a trigger set this flag and it is still set"))
+register(
+    FunctionSpec(
+        "counter",
+        (Param("name", "counter"),),
+        counter,
+        keywords=_WINDOW,
+        summary="how many times triggers incremented this counter, optionally within a window",
+    )
+)
+register(
+    FunctionSpec(
+        "complained_about",
+        (Param("topic", "string"),),
+        complained_about,
+        keywords=_WINDOW,
+        summary="whether a recent complaint named this topic (to close the loop with the customer)",
     )
 )

@@ -24,7 +24,9 @@ from engine.rules.schema import (
     RuleFile,
     SuppressionPolicy,
     Treatment,
+    Trigger,
 )
+from engine.rules.triggers import CompiledTrigger
 from engine.rules.vocabulary import Vocabulary
 from engine.rules.yamlsource import Loc, YamlDocument, read_yaml
 
@@ -61,6 +63,7 @@ def _problems(doc: YamlDocument, exc: ValidationError, prefix: Loc = ()) -> list
 _ITEMS: dict[str, TypeAdapter[Any]] = {
     "treatments": TypeAdapter(Treatment),
     "contact_policies": TypeAdapter(ContactPolicy),
+    "triggers": TypeAdapter(Trigger),
 }
 
 
@@ -184,8 +187,10 @@ def load_ruleset(directory: Path | str) -> RuleSet:
             parsed.append((doc, rule_file))
 
     fields, arbitration, event_types = _singletons(parsed, problems)
-    vocab = Vocabulary.build(fields.customer, fields.context, event_types)
+    flags, counters = _trigger_names(parsed)
+    vocab = Vocabulary.build(fields.customer, fields.context, event_types, flags, counters)
     compiler = _Compiler(vocab)
+    triggers = _compile_triggers(parsed, vocab, compiler, problems)
     treatments: list[CompiledTreatment] = []
     seen: dict[str, SourcePos] = {}
     frequency: list[FrequencyCapPolicy] = []
@@ -240,7 +245,68 @@ def load_ruleset(directory: Path | str) -> RuleSet:
         suppression_policies=tuple(suppression),
         vocabulary=vocab,
         source_dir=str(directory),
+        triggers=tuple(triggers),
     )
+
+
+def _trigger_names(parsed: list[tuple[YamlDocument, RuleFile]]) -> tuple[list[str], list[str]]:
+    """Flags and counters that some trigger maintains: the names conditions may read."""
+    flags: list[str] = []
+    counters: list[str] = []
+    for _, rf in parsed:
+        for t in rf.triggers:
+            if t is None:
+                continue
+            for actions in (t, t.schedule.then if t.schedule else None):
+                if actions is None:
+                    continue
+                if actions.set_flag is not None:
+                    flags.append(actions.set_flag.name)
+                if actions.increment is not None:
+                    counters.append(actions.increment.counter)
+    return flags, counters
+
+
+def _compile_triggers(
+    parsed: list[tuple[YamlDocument, RuleFile]], vocab: Vocabulary, compiler: _Compiler, problems: list[RuleProblem]
+) -> list[CompiledTrigger]:
+    out: list[CompiledTrigger] = []
+    seen: set[str] = set()
+    for doc, rf in parsed:
+        for i, t in enumerate(rf.triggers):
+            if t is None:
+                continue
+            loc: Loc = ("triggers", i)
+            if t.id in seen:
+                pos = doc.pos_of((*loc, "id"))
+                problems.append(RuleProblem(pos, f"duplicate trigger id `{t.id}`", doc.line_text(pos.line)))
+                continue
+            seen.add(t.id)
+            for where, event_type in [((*loc, "event"), t.event)] + [
+                ((*loc, "schedule", "cancel_on", j), e) for j, e in enumerate(t.schedule.cancel_on if t.schedule else [])
+            ]:
+                if event_type not in vocab.event_types:
+                    pos = doc.pos_of(where)
+                    problems.append(
+                        RuleProblem(
+                            pos,
+                            f"unknown event type `{event_type}`",
+                            doc.line_text(pos.line),
+                            hint="declare it under `event_types:`",
+                        )
+                    )
+            when = compiler.condition(doc, (*loc, "when"), t.when) if t.when else None
+            if when is not None and (when.functions or any(not n.startswith("event.") for n in when.names)):
+                pos = doc.expression_start((*loc, "when"))
+                problems.append(
+                    RuleProblem(
+                        pos,
+                        "a trigger condition may only read `event.*` (triggers fire as events arrive, without reading state)",
+                        doc.line_text(pos.line),
+                    )
+                )
+            out.append(CompiledTrigger(t, when))
+    return out
 
 
 def _singletons(

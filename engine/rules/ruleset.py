@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.rules.conditions import Condition
 from engine.rules.schema import Arbitration, FrequencyCapPolicy, SuppressionPolicy
+from engine.rules.triggers import CompiledTrigger
 from engine.rules.vocabulary import Vocabulary
 
 
@@ -70,6 +71,7 @@ class RuleSet:
     suppression_policies: tuple[SuppressionPolicy, ...]
     vocabulary: Vocabulary
     source_dir: str = ""
+    triggers: tuple[CompiledTrigger, ...] = ()
     _candidates: dict[tuple[str, str | None], tuple[CompiledTreatment, ...]] = field(default_factory=dict, repr=False)
     _history: dict[tuple[str, str | None], bool] = field(default_factory=dict, repr=False)
 
@@ -88,6 +90,31 @@ class RuleSet:
             found = any(_uses_history(t) for t in (*self.candidates(channel, placement), *self.fallback))
             self._history[key] = found
         return found
+
+    @cached_property
+    def triggers_by_event(self) -> Mapping[str, tuple[CompiledTrigger, ...]]:
+        by: dict[str, list[CompiledTrigger]] = {}
+        for t in self.triggers:
+            by.setdefault(t.spec.event, []).append(t)
+        return {k: tuple(v) for k, v in by.items()}
+
+    @cached_property
+    def timer_cancels(self) -> Mapping[str, tuple[str, ...]]:
+        """Event type -> ids of the triggers whose pending timer that event cancels."""
+        by: dict[str, list[str]] = {}
+        for t in self.triggers:
+            for event_type in t.spec.schedule.cancel_on if t.spec.schedule else ():
+                by.setdefault(event_type, []).append(t.id)
+        return {k: tuple(v) for k, v in by.items()}
+
+    @cached_property
+    def triggers_by_id(self) -> Mapping[str, CompiledTrigger]:
+        return {t.id: t for t in self.triggers}
+
+    @cached_property
+    def counters(self) -> tuple[str, ...]:
+        """Every counter a condition may read (their keys are read with the customer)."""
+        return tuple(sorted(self.vocabulary.counters))
 
     @cached_property
     def fallback(self) -> tuple[CompiledTreatment, ...]:

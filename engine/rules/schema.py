@@ -116,6 +116,79 @@ class Fields(Strict):
     context: dict[Identifier, FieldTypeName] = Field(default_factory=dict)
 
 
+class Duration(Strict):
+    """A span of time written the way marketers say it: `{minutes: 30}`, `{days: 3}`."""
+
+    days: float = Field(default=0, ge=0)
+    hours: float = Field(default=0, ge=0)
+    minutes: float = Field(default=0, ge=0)
+    seconds: float = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _positive(self) -> Duration:
+        if self.ms <= 0:
+            raise ValueError("a duration must be longer than zero")
+        if self.ms > 3650 * 86_400_000:
+            raise ValueError("a duration must be at most ten years")
+        return self
+
+    @property
+    def ms(self) -> int:
+        return int((((self.days * 24 + self.hours) * 60 + self.minutes) * 60 + self.seconds) * 1000)
+
+
+class SetFlag(Strict):
+    name: Identifier
+    expires_after: Duration
+
+
+class Increment(Strict):
+    """Count occurrences; only those within `window` are kept (`counter('x', days=7)` in conditions)."""
+
+    counter: Identifier
+    window: Duration
+
+
+class Emit(Strict):
+    """A message on the `outbound` stream, for push, email and SMS senders to act on."""
+
+    channel: ChannelName
+    treatment: Identifier | None = None
+    message: str | None = Field(default=None, max_length=1000)
+
+
+class Actions(Strict):
+    set_flag: SetFlag | None = None
+    clear_flags: list[Identifier] = Field(default_factory=list)
+    increment: Increment | None = None
+    emit: Emit | None = None
+
+
+class Schedule(Strict):
+    """A durable timer: `then` runs `after` the event unless an event in `cancel_on` comes first.
+
+    A later event of the trigger's type restarts the timer (the wait counts from the last one).
+    """
+
+    after: Duration
+    cancel_on: list[Identifier] = Field(default_factory=list)
+    then: Actions
+
+
+class Trigger(Actions):
+    """On an event (optionally when a condition holds): act now, and/or schedule a timer.
+
+    The condition sees `event.*` (the event's attributes and `type`); triggers fire as events
+    arrive, so reading other state would cost every event a read.
+    """
+
+    id: Identifier
+    description: str | None = None
+    event: Identifier
+    when: str | None = None
+    schedule: Schedule | None = None
+
+
 class RuleFile(Strict):
     """One YAML file of a rule set; every section is optional."""
 
@@ -124,3 +197,4 @@ class RuleFile(Strict):
     arbitration: Arbitration | None = None
     contact_policies: list[ContactPolicy] = Field(default_factory=list)
     treatments: list[Treatment] = Field(default_factory=list)
+    triggers: list[Trigger] = Field(default_factory=list)

@@ -25,6 +25,8 @@ BUILTIN_EVENT_TYPES: tuple[str, ...] = (
     "email_received",
     "call_started",
     "profile_update",
+    "social_mention",
+    "idea",
 )
 
 CART_FIELDS: dict[str, FieldType] = {"value": "number", "items": "number", "skus": "list"}
@@ -41,6 +43,10 @@ class Vocabulary:
     namespaces: Mapping[str, Mapping[str, FieldType]]
     event_types: frozenset[str] = frozenset(BUILTIN_EVENT_TYPES)
     open_namespaces: frozenset[str] = frozenset({"event"})
+    flags: frozenset[str] = frozenset()
+    """Flags some trigger sets: `flag('x')` naming any other is refused when the rules load."""
+    counters: frozenset[str] = frozenset()
+    """Counters some trigger increments, likewise for `counter('x')`."""
 
     @classmethod
     def build(
@@ -48,6 +54,8 @@ class Vocabulary:
         customer: Mapping[str, FieldType] | None = None,
         context: Mapping[str, FieldType] | None = None,
         extra_event_types: Sequence[str] = (),
+        flags: Sequence[str] = (),
+        counters: Sequence[str] = (),
     ) -> Vocabulary:
         return cls(
             namespaces={
@@ -57,6 +65,8 @@ class Vocabulary:
                 "event": {"type": "string"},
             },
             event_types=frozenset(BUILTIN_EVENT_TYPES) | frozenset(extra_event_types),
+            flags=frozenset(flags),
+            counters=frozenset(counters),
         )
 
 
@@ -73,3 +83,7 @@ class EvalContext:
     now_ms: int
     last: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     recent: Sequence[Mapping[str, Any]] = ()
+    flags: Mapping[str, int] = field(default_factory=dict)
+    """Flag name -> the time (ms) it expires; set by triggers."""
+    counters: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    """Counter name -> the times (ms) it was incremented, within its window."""

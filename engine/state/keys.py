@@ -7,12 +7,15 @@ a TTL (`caps:d:20261123`), so nothing ever sweeps the keyspace.
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime
 from functools import lru_cache
 
 STREAM_EVENTS = "s:events"
 STREAM_DECISIONS = "s:decisions"
 STREAM_FEEDBACK = "s:feedback"
+STREAM_OUTBOUND = "s:outbound"
+"""Messages triggers emit for push, email and SMS senders (each entry `m` = JSON with an `id`)."""
 
 DAY_CAPS_TTL_S = 2 * 86_400
 WEEK_CAPS_TTL_S = 8 * 86_400
@@ -38,6 +41,16 @@ def last(customer_id: str) -> str:
 def recent(customer_id: str) -> str:
     """List of interactions, newest first, trimmed to a bound."""
     return _c(customer_id) + ":recent"
+
+
+def flags(customer_id: str) -> str:
+    """Hash: flag name -> expiry (ms); expired entries are ignored when read and overwritten later."""
+    return _c(customer_id) + ":flags"
+
+
+def counter(customer_id: str, name: str) -> str:
+    """Sorted set of `<ts>:<cause>` by ts, trimmed to the counter's window on every increment."""
+    return _c(customer_id) + ":cnt:" + name
 
 
 def responses(customer_id: str) -> str:
@@ -147,3 +160,27 @@ def model_version(model_id: str) -> str:
 
 def model_lease(model_id: str) -> str:
     return model_prefix(model_id) + ":lease"
+
+
+# -- durable timers: sharded so that Redis Cluster spreads them ----------------------------------
+
+TIMER_SHARDS = 16
+
+
+def timer_shard(customer_id: str) -> int:
+    return zlib.crc32(customer_id.encode()) % TIMER_SHARDS
+
+
+def timer_due(shard: int) -> str:
+    """Sorted set: timer id -> due time (ms)."""
+    return "tm:{" + str(shard) + "}:due"
+
+
+def timer_inflight(shard: int) -> str:
+    """Sorted set: timers being fired -> when their claim lapses (then they are fired again)."""
+    return "tm:{" + str(shard) + "}:inflight"
+
+
+def timer_data(shard: int) -> str:
+    """Hash: timer id -> JSON payload (trigger, customer, due)."""
+    return "tm:{" + str(shard) + "}:data"

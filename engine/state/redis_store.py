@@ -16,11 +16,14 @@ import orjson
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from engine.decision.events import EventEffects
-from engine.domain import CustomerState, Feedback, StoredDecision
+from engine.domain import CustomerState, EventEffects, Feedback, StoredDecision
 from engine.errors import StoreUnavailable
+from engine.rules.triggers import TriggerEffects
 from engine.state import keys
 from engine.state.scripts import SCRIPTS, Scripts
+
+MAX_COUNTER_ENTRIES = 1_000
+"""A counter keeps at most this many occurrences (beyond, the oldest go): reads stay bounded."""
 
 
 def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -98,9 +101,11 @@ class RedisStore:
         async with self._guard():
             return list(await pipe.execute())
 
-    async def read_customer(self, customer_id: str, now_ms: int, *, with_recent: bool) -> CustomerState:
+    async def read_customer(
+        self, customer_id: str, now_ms: int, *, with_recent: bool, counters: Sequence[str] = ()
+    ) -> CustomerState:
         async with self._guard():
-            res = await self._run_read(customer_id, now_ms, with_recent)
+            res = await self._run_read(customer_id, now_ms, with_recent, counters)
         return CustomerState(
             customer_id=customer_id,
             profile=_loads_hash(_pairs(res[0])),
@@ -109,9 +114,11 @@ class RedisStore:
             caps_day=_ints(_pairs(res[3])),
             caps_week=_ints(_pairs(res[4])),
             recent=[orjson.loads(x) for x in res[5]],
+            flags={k: v for k, v in _ints(_pairs(res[6])).items() if v > now_ms},
+            counters={name: [int(m.split(b":", 1)[0]) for m in res[7 + i]] for i, name in enumerate(counters)},
         )
 
-    async def _run_read(self, customer_id: str, now_ms: int, with_recent: bool) -> Any:
+    async def _run_read(self, customer_id: str, now_ms: int, with_recent: bool, counters: Sequence[str]) -> Any:
         return await self._scripts.run(
             "read",
             [
@@ -121,6 +128,8 @@ class RedisStore:
                 keys.caps_day(customer_id, now_ms),
                 keys.caps_week(customer_id, now_ms),
                 keys.recent(customer_id),
+                keys.flags(customer_id),
+                *(keys.counter(customer_id, name) for name in counters),
             ],
             [self.recent_limit if with_recent else 0],
         )
@@ -173,7 +182,56 @@ class RedisStore:
             pipe.lpush(keys.recent(cid), entry)
             pipe.ltrim(keys.recent(cid), 0, self.recent_limit - 1)
             pipe.xadd(keys.STREAM_EVENTS, {"customer_id": cid, "e": entry}, maxlen=self.stream_maxlen, approximate=True)
+            if fx.triggers:
+                self._queue_triggers(pipe, cid, fx.triggers)
         await self._execute(pipe)
+
+    def _queue_triggers(self, pipe: Any, cid: str, fx: TriggerEffects) -> None:
+        if fx.flags_set:
+            pipe.hset(keys.flags(cid), mapping=fx.flags_set)
+        if fx.flags_clear:
+            pipe.hdel(keys.flags(cid), *fx.flags_clear)
+        for name, ts, window_ms, cause in fx.increments:
+            key = keys.counter(cid, name)
+            pipe.zadd(key, {f"{ts}:{cause}": ts})
+            pipe.zremrangebyscore(key, "-inf", f"({ts - window_ms}")
+            pipe.zremrangebyrank(key, 0, -(MAX_COUNTER_ENTRIES + 1))
+            pipe.pexpire(key, window_ms)
+        if fx.timers_set or fx.timers_cancel:
+            shard = keys.timer_shard(cid)
+            for tid, (due, payload) in fx.timers_set.items():
+                pipe.zadd(keys.timer_due(shard), {tid: due})
+                pipe.hset(keys.timer_data(shard), tid, orjson.dumps(payload))
+            for tid in fx.timers_cancel:
+                pipe.zrem(keys.timer_due(shard), tid)
+                pipe.hdel(keys.timer_data(shard), tid)
+        for message in fx.emits:
+            pipe.xadd(keys.STREAM_OUTBOUND, {"m": orjson.dumps(message)}, maxlen=self.stream_maxlen, approximate=True)
+
+    async def apply_timer_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None:
+        """What fired timers do to their customers, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for cid, fx in effects:
+            self._queue_triggers(pipe, cid, fx)
+        await self._execute(pipe)
+
+    async def claim_timers(self, shard: int, now_ms: int, limit: int, lease_ms: int) -> list[tuple[str, dict[str, Any] | None]]:
+        keys_ = [keys.timer_due(shard), keys.timer_inflight(shard), keys.timer_data(shard)]
+        async with self._guard():
+            flat = await self._scripts.run("claim_timers", keys_, [now_ms, limit, now_ms + lease_ms])
+        pairs = _pairs(flat)
+        return [(k.decode(), orjson.loads(v) if v else None) for k, v in pairs.items()]
+
+    async def complete_timers(self, shard: int, timer_ids: Sequence[str]) -> None:
+        if timer_ids:
+            keys_ = [keys.timer_due(shard), keys.timer_inflight(shard), keys.timer_data(shard)]
+            async with self._guard():
+                await self._scripts.run("complete_timers", keys_, list(timer_ids))
+
+    async def pending_timers(self, shard: int) -> dict[str, int]:
+        async with self._guard():
+            rows = await self.client.zrange(keys.timer_due(shard), 0, -1, withscores=True)
+        return {m.decode(): int(s) for m, s in rows}
 
     async def claim_feedback(self, feedback_id: str, decision_id: str) -> tuple[StoredDecision | None, bool]:
         async with self._guard():

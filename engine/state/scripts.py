@@ -21,12 +21,44 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+# KEYS: profile, cart, last, day caps, week caps, recent, flags, counters...
 READ_CUSTOMER = """
 local out = {}
 for i = 1, 5 do out[i] = redis.call('HGETALL', KEYS[i]) end
 local n = tonumber(ARGV[1])
 if n > 0 then out[6] = redis.call('LRANGE', KEYS[6], 0, n - 1) else out[6] = {} end
+out[7] = redis.call('HGETALL', KEYS[7])
+for i = 8, #KEYS do out[i] = redis.call('ZRANGE', KEYS[i], 0, -1) end
 return out
+"""
+
+# Timers. KEYS: due, inflight, data. ARGV: now, limit, lease until.
+# Claims what is due, and what an earlier worker claimed but never completed (its lease lapsed),
+# moving each to `inflight`: a timer is handed to one worker at a time, and retried if it dies.
+CLAIM_TIMERS = """
+local out = {}
+local function take(id)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], ARGV[3], id)
+  table.insert(out, id)
+  table.insert(out, redis.call('HGET', KEYS[3], id) or '')
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do take(id) end
+local room = tonumber(ARGV[2]) - #out / 2
+if room > 0 then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, room)) do take(id) end
+end
+return out
+"""
+
+# KEYS: due, inflight, data. ARGV: timer ids fired. The payload stays if the timer was started
+# again meanwhile (a new event re-scheduled it while this one was being fired).
+COMPLETE_TIMERS = """
+for _, id in ipairs(ARGV) do
+  redis.call('ZREM', KEYS[2], id)
+  if not redis.call('ZSCORE', KEYS[1], id) then redis.call('HDEL', KEYS[3], id) end
+end
+return #ARGV
 """
 
 # KEYS: day caps, week caps, decision record.
@@ -45,7 +77,12 @@ redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])
 return 1
 """
 
-SCRIPTS: Mapping[str, str] = {"read": READ_CUSTOMER, "write_decision": WRITE_DECISION}
+SCRIPTS: Mapping[str, str] = {
+    "read": READ_CUSTOMER,
+    "write_decision": WRITE_DECISION,
+    "claim_timers": CLAIM_TIMERS,
+    "complete_timers": COMPLETE_TIMERS,
+}
 
 
 class Scripts:

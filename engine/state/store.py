@@ -15,7 +15,9 @@ from engine.domain import CustomerState, Feedback, StoredDecision
 class Store(Protocol):
     async def ping(self) -> bool: ...
 
-    async def read_customer(self, customer_id: str, now_ms: int, *, with_recent: bool) -> CustomerState:
+    async def read_customer(
+        self, customer_id: str, now_ms: int, *, with_recent: bool, counters: Sequence[str] = ()
+    ) -> CustomerState:
         """Everything a decision needs, in one round trip."""
         ...
 

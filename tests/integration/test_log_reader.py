@@ -15,7 +15,7 @@ from redis import asyncio as aioredis
 
 from engine.domain import Feedback, StoredDecision
 from engine.errors import InvalidInput
-from engine.learning.evaluate_cli import EvaluationReport, run_evaluation
+from engine.evaluation.report import EvaluationReport, run_evaluation
 from engine.learning.serving import pack_weights
 from engine.learning.spec import load_model_specs
 from engine.state import keys

@@ -12,8 +12,7 @@ from rich.table import Table
 
 from engine.decision.exploration import ExplorationPolicy, select_slate, slate_marginals
 from engine.errors import InvalidInput
-from engine.learning.banditlog import LoggedRound
-from engine.learning.evaluate import (
+from engine.evaluation.replay import (
     evaluate_logs,
     exploration_policy,
     fixed_action,
@@ -25,7 +24,8 @@ from engine.learning.evaluate import (
     summary,
     write_rounds,
 )
-from engine.learning.evaluate_cli import render, run_evaluation
+from engine.evaluation.report import render, run_evaluation
+from engine.learning.banditlog import LoggedRound
 from engine.learning.features import Featurizer
 from engine.learning.serving import ModelRegistry, pack_weights
 from engine.learning.spec import Features, ModelSpec, Reward

@@ -53,7 +53,7 @@ def ctx() -> EvalContext:
 
 
 def test_registry_lists_the_builtin_functions() -> None:
-    assert function_names() == ["count", "days_since", "exists", "hours_since", "last"]
+    assert function_names() == ["complained_about", "count", "counter", "days_since", "exists", "flag", "hours_since", "last"]
     assert FUNCTIONS["count"].signature() == "count(event_type, days=..., hours=...)"
     assert FUNCTIONS["last"].returns_record
     with pytest.raises(TypeError):
@@ -170,3 +170,36 @@ def test_register_refuses_bad_names(name: str) -> None:
 def test_register_refuses_duplicate_parameters() -> None:
     with pytest.raises(ValueError, match="duplicate parameter"):
         register(FunctionSpec("dup", (Param("a", "string"),), lambda ctx, a: None, keywords=(Param("a", "number"),)))
+
+
+def test_flags_counters_and_complaint_topics_read_trigger_state() -> None:
+    from engine.rules.functions import complained_about, counter, flag
+    from engine.rules.vocabulary import EvalContext
+
+    now = 10 * 86_400_000
+    ctx = EvalContext(
+        data={},
+        now_ms=now,
+        flags={"cart_abandoned": now + 1, "old": now - 1},
+        counters={"mentions": [now - 2 * 86_400_000, now - 10 * 86_400_000]},
+        recent=[{"type": "complaint", "ts": now - 86_400_000, "attributes": {"topic": "wifi"}}],
+    )
+    assert flag(ctx, "cart_abandoned") and not flag(ctx, "old") and not flag(ctx, "never")
+    assert counter(ctx, "mentions") == 2 and counter(ctx, "mentions", days=7) == 1 and counter(ctx, "none") == 0
+    assert complained_about(ctx, "wifi", days=2) and not complained_about(ctx, "wifi", hours=1)
+    assert not complained_about(ctx, "food")
+
+
+def test_unknown_flag_or_counter_is_refused_when_the_rules_load() -> None:
+    import pytest
+
+    from engine.rules.conditions import ConditionError, compile_condition
+    from engine.rules.vocabulary import Vocabulary
+
+    vocab = Vocabulary.build(flags=["cart_abandoned"], counters=["mentions"])
+    assert compile_condition("flag('cart_abandoned') and counter('mentions', days=7) >= 2", vocab)
+    with pytest.raises(ConditionError, match="unknown flag `cart_abandonned`") as info:
+        compile_condition("flag('cart_abandonned')", vocab)
+    assert "cart_abandoned" in (info.value.problem.hint or "")
+    with pytest.raises(ConditionError, match="unknown counter `mention`"):
+        compile_condition("counter('mention') > 1", vocab)

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from engine.decision.exploration import ExplorationPolicy
 from engine.errors import InvalidInput, RuleSetError
-from engine.learning.evaluate import (
+from engine.evaluation.replay import (
     JoinCounts,
     LogSummary,
     evaluate_logs,

@@ -1,0 +1,120 @@
+"""Triggers: what an event (or a timer it started) does to a customer's flags, counters, timers
+and outbound messages.
+
+Offers then wait for the customer's own behaviour instead of going to everyone: a trigger sets
+`cart_abandoned` when a cart_add is not followed by a checkout within 30 minutes, and the
+sweetener's condition reads `flag('cart_abandoned')`. Everything here is pure: it turns an event
+into `TriggerEffects`, which the store applies in the same pipeline as the event itself.
+
+Patterns:
+- "X not followed by Y within T": on X schedule a timer `after: T` with `cancel_on: [Y]`; its
+  `then` sets a flag. A later X restarts the wait.
+- "N of X within T": on X `increment` a counter with `window: T`; conditions test
+  `counter('name', days=7) >= 3`.
+- cancellation: `cancel_on` on the timer, or `clear_flags` on the cancelling event's trigger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.domain import Event
+from engine.rules.conditions import Condition
+from engine.rules.schema import Actions, Trigger
+from engine.rules.vocabulary import EvalContext
+
+TIMER_SEPARATOR = "|"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTrigger:
+    spec: Trigger
+    when: Condition | None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass(slots=True)
+class TriggerEffects:
+    """Writes for one customer: flags to set (name -> expiry ms) or clear, counter increments
+    (name, ts, window ms, unique member), timers to start (id -> (due ms, payload)) or cancel,
+    and outbound messages."""
+
+    flags_set: dict[str, int] = field(default_factory=dict)
+    flags_clear: list[str] = field(default_factory=list)
+    increments: list[tuple[str, int, int, str]] = field(default_factory=list)
+    timers_set: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    timers_cancel: list[str] = field(default_factory=list)
+    emits: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.flags_set or self.flags_clear or self.increments or self.timers_set or self.timers_cancel or self.emits)
+
+
+def timer_id(trigger_id: str, customer_id: str) -> str:
+    """One pending timer per trigger and customer: a later event restarts it, a cancel finds it."""
+    return f"{trigger_id}{TIMER_SEPARATOR}{customer_id}"
+
+
+def _apply_actions(out: TriggerEffects, actions: Actions, *, trigger: str, customer_id: str, ts: int, cause: str) -> None:
+    """`ts` is when the actions happen (the event's time, or the timer's due time), so a retried
+    timer computes the same expiry and the same message id: firing is idempotent."""
+    if actions.set_flag is not None:
+        out.flags_set[actions.set_flag.name] = ts + actions.set_flag.expires_after.ms
+    for name in actions.clear_flags:
+        out.flags_set.pop(name, None)
+        out.flags_clear.append(name)
+    if actions.increment is not None:
+        out.increments.append((actions.increment.counter, ts, actions.increment.window.ms, cause))
+    if actions.emit is not None:
+        emit = actions.emit
+        out.emits.append(
+            {
+                "id": f"{trigger}:{cause}",
+                "customer_id": customer_id,
+                "channel": emit.channel,
+                "treatment": emit.treatment,
+                "message": emit.message,
+                "trigger": trigger,
+                "ts": ts,
+            }
+        )
+
+
+def effects_of_event(
+    event: Event, ts: int, by_event: Mapping[str, tuple[CompiledTrigger, ...]], cancels: Mapping[str, tuple[str, ...]]
+) -> TriggerEffects:
+    out = TriggerEffects()
+    for trigger_id in cancels.get(event.type, ()):
+        out.timers_cancel.append(timer_id(trigger_id, event.customer_id))
+    triggers = by_event.get(event.type, ())
+    if not triggers:
+        return out
+    ctx = EvalContext(data={"event": {"type": event.type, **event.attributes}}, now_ms=ts)
+    for t in triggers:
+        if t.when is not None and not t.when(ctx):
+            continue
+        _apply_actions(out, t.spec, trigger=t.id, customer_id=event.customer_id, ts=ts, cause=event.event_id)
+        if t.spec.schedule is not None:
+            tid = timer_id(t.id, event.customer_id)
+            due = ts + t.spec.schedule.after.ms
+            if tid in out.timers_cancel:
+                out.timers_cancel.remove(tid)  # the same event cancels and restarts: it restarts
+            out.timers_set[tid] = (
+                due,
+                {"trigger": t.id, "customer_id": event.customer_id, "due": due, "event_id": event.event_id},
+            )
+    return out
+
+
+def effects_of_timer(trigger: CompiledTrigger, customer_id: str, due_ms: int) -> TriggerEffects:
+    out = TriggerEffects()
+    schedule = trigger.spec.schedule
+    if schedule is not None:
+        cause = f"timer@{due_ms}"
+        _apply_actions(out, schedule.then, trigger=trigger.id, customer_id=customer_id, ts=due_ms, cause=cause)
+    return out
