@@ -20,6 +20,7 @@ from redis import asyncio as aioredis
 from engine.clock import Clock, SystemClock
 from engine.decision import exploration
 from engine.decision.service import DecisionService
+from engine.decision.timers import TimerWorker
 from engine.errors import StoreUnavailable
 from engine.learning.serving import ModelRegistry, follow_models
 from engine.learning.spec import load_model_specs
@@ -43,6 +44,7 @@ class Engine:
     redis_location: str
     models: ModelRegistry
     learning: LearningStore
+    timers: TimerWorker
 
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         redis_ok = await self.store.ping()
@@ -97,6 +99,9 @@ async def open_engine(
     stop = asyncio.Event()
     follower = asyncio.create_task(follow_models(models, learning, stop), name="follow-models")
     tasks: list[asyncio.Task[None]] = []
+    timers = TimerWorker(store, rules, clock)
+    if settings.timer_worker:
+        tasks.append(asyncio.create_task(timers.run(stop), name="timers"))
     if settings.learner:
         tasks += [
             asyncio.create_task(learn_model(learning, spec, clock, consumer_name(), stop), name=f"learn-{spec.id}")
@@ -104,7 +109,7 @@ async def open_engine(
             if spec.enabled
         ]
     try:
-        yield Engine(settings, service, store, rules, clock, location, models, learning)
+        yield Engine(settings, service, store, rules, clock, location, models, learning, timers)
     finally:
         stop.set()
         follower.cancel()  # it may be waiting on pub/sub; nothing to finish

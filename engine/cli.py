@@ -112,6 +112,19 @@ def learner(
 
 
 @app.command()
+def worker(rules: RulesDir = None) -> None:
+    """Fire trigger timers as a process of its own (any number can run side by side)."""
+    from engine.api.worker import run_timer_worker
+
+    settings = _settings(rules_dir=rules)
+    try:
+        asyncio.run(run_timer_worker(settings, announce=console.print))
+    except RuleSetError as exc:
+        err.print(f"[red]refusing to start:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
 def evaluate(
     policy: Annotated[
         str,

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     rules_dir: Path = Path("rules")
     models_dir: Path = Field(default=Path("models"), description="Model specs; missing or empty: priors only.")
     learner: bool = Field(default=True, description="Run a learner in the serving process (or run `nba learner`).")
+    timer_worker: bool = Field(default=True, description="Fire trigger timers in the serving process (or run `nba worker`).")
     random_seed: int | None = Field(default=None, description="Seed exploration, for repeatable runs.")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port.")

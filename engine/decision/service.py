@@ -108,7 +108,7 @@ class DecisionService:
         degraded = False
         try:
             state = await self.store.read_customer(
-                req.customer_id, now, with_recent=rules.needs_history(req.channel, req.placement)
+                req.customer_id, now, with_recent=rules.needs_history(req.channel, req.placement), counters=rules.counters
             )
         except StoreUnavailable:
             # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.

@@ -41,9 +41,11 @@ class CompiledTreatment:
         return self.prior_alpha / (self.prior_alpha + self.prior_beta)
 
     def available(self, channel: str, placement: str | None) -> bool:
+        """On this channel, and at this placement when the treatment names placements (a request
+        without a placement gets only the treatments that are not tied to one)."""
         if channel not in self.channels:
             return False
-        return not self.placements or placement is None or placement in self.placements
+        return not self.placements or placement in self.placements
 
 
 HISTORY_FUNCTIONS = frozenset({"count", "exists"})

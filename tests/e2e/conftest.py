@@ -45,6 +45,11 @@ class Channel:
     def offered(self, customer_id: str, channel: str, **extra: Any) -> list[str]:
         return [t["id"] for t in self.decide(customer_id, channel, **extra)["treatments"]]
 
+    def fire_timers(self) -> int:
+        """Fire every timer due at the test clock's time, as the timer worker would."""
+        engine = self.http.app.state.engine  # type: ignore[attr-defined]
+        return int(self.http.portal.call(engine.timers.fire_due))  # type: ignore[union-attr]
+
     def view(self, customer_id: str) -> dict[str, Any]:
         response = self.http.get(f"/v1/customers/{customer_id}")
         assert response.status_code == 200, response.text
@@ -74,6 +79,7 @@ def settings(redis_url: str, greedy_models: Path) -> Settings:
         rules_dir=EXAMPLE_RULES,
         models_dir=greedy_models,
         learner=False,
+        timer_worker=False,  # tests fire timers explicitly, after moving the clock
         random_seed=7,
         max_body_bytes=64 * 1024,
     )

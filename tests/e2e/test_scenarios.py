@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import orjson
 from redis import Redis
 
 from engine.state import keys
 from tests.e2e.conftest import Channel
 
 
-def test_flight_delayed_45_minutes_earns_an_apology_upgrade_in_the_app(channel: Channel) -> None:
+def outbound(redis_sync: Redis) -> list[dict[str, object]]:
+    return [orjson.loads(fields[b"m"]) for _, fields in redis_sync.xrange(keys.STREAM_OUTBOUND)]
+
+
+def test_flight_delayed_45_minutes_earns_an_apology_upgrade_in_the_app(channel: Channel, redis_sync: Redis) -> None:
     channel.event("alice", "flight_delayed", delay_minutes=50, flight="AF123")
+    (push,) = outbound(redis_sync)
+    assert (push["customer_id"], push["channel"], push["treatment"]) == ("alice", "push", "apology_upgrade")
     channel.clock.advance(hours=2)
     offered = channel.offered("alice", "mobile_app")
     assert offered[0] == "apology_upgrade"
 
 
-def test_a_30_minute_delay_earns_nothing_and_the_apology_lapses_after_a_day(channel: Channel) -> None:
+def test_a_30_minute_delay_earns_nothing_and_the_apology_lapses_after_a_day(channel: Channel, redis_sync: Redis) -> None:
     channel.event("ben", "flight_delayed", delay_minutes=30)
     assert "apology_upgrade" not in channel.offered("ben", "mobile_app")
+    assert outbound(redis_sync) == [], "no push for a short delay"
     channel.event("carla", "flight_delayed", delay_minutes=90)
     channel.clock.advance(hours=25)
     assert "apology_upgrade" not in channel.offered("carla", "mobile_app")
@@ -32,20 +40,58 @@ def test_apology_upgrade_respects_its_daily_cap(channel: Channel) -> None:
     assert "apology_upgrade" in channel.offered("alice", "mobile_app")
 
 
-def test_abandoned_cart_gets_a_sweetener_on_another_channel(channel: Channel) -> None:
+def test_abandoned_cart_gets_a_sweetener_the_next_day_on_another_channel(channel: Channel) -> None:
     channel.event("ben", "cart_add", channel="web", sku="TKT-42", price=120.0, qty=2)
+    channel.clock.advance(minutes=20)
+    assert channel.fire_timers() == 0
     assert "cart_sweetener" not in channel.offered("ben", "web"), "too early: the customer may still check out"
-    channel.clock.advance(minutes=31)
+    channel.clock.advance(minutes=11)
+    assert channel.fire_timers() == 1
+    channel.clock.advance(days=1)
     assert "cart_sweetener" in channel.offered("ben", "mobile_app")
+    assert channel.fire_timers() == 0, "a timer fires once"
 
 
-def test_checkout_in_time_means_no_sweetener(channel: Channel) -> None:
+def test_checkout_in_time_cancels_the_sweetener(channel: Channel) -> None:
     channel.event("ben", "cart_add", sku="TKT-42", price=120.0)
     channel.clock.advance(minutes=10)
     channel.event("ben", "checkout")
     channel.clock.advance(hours=2)
+    assert channel.fire_timers() == 0, "the checkout cancelled the timer"
     assert "cart_sweetener" not in channel.offered("ben", "web")
     assert channel.view("ben")["cart"]["items"] == 0
+
+
+def test_a_later_cart_add_restarts_the_wait(channel: Channel) -> None:
+    channel.event("ben", "cart_add", sku="A", price=10.0)
+    channel.clock.advance(minutes=25)
+    channel.event("ben", "cart_add", sku="B", price=10.0)
+    channel.clock.advance(minutes=10)
+    assert channel.fire_timers() == 0, "30 minutes count from the last cart_add"
+    channel.clock.advance(minutes=21)
+    assert channel.fire_timers() == 1
+
+
+def test_the_abandoned_cart_flag_lapses_after_three_days(channel: Channel) -> None:
+    channel.event("ben", "cart_add", sku="A", price=10.0)
+    channel.clock.advance(minutes=31)
+    channel.fire_timers()
+    channel.clock.advance(days=2, hours=23)
+    assert "cart_sweetener" in channel.offered("ben", "email")
+    channel.clock.advance(hours=2)
+    assert "cart_sweetener" not in channel.offered("ben", "email")
+
+
+def test_trigger_gated_offer_goes_only_to_customers_who_showed_the_behaviour(channel: Channel) -> None:
+    for _ in range(3):
+        channel.event("dev", "page_view", page="premium_seats")
+        channel.event("alice", "page_view", page="home")
+    channel.event("carla", "page_view", page="premium_seats")
+    assert "premium_seat_upgrade" in channel.offered("dev", "web")
+    assert "premium_seat_upgrade" not in channel.offered("alice", "web"), "browsed, but not premium seats"
+    assert "premium_seat_upgrade" not in channel.offered("carla", "web"), "once is not three times"
+    channel.clock.advance(days=1, minutes=1)
+    assert "premium_seat_upgrade" not in channel.offered("dev", "mobile_app"), "the interest was a day ago"
 
 
 def test_complaint_suppresses_sales_for_seven_days_and_favours_service_recovery(channel: Channel) -> None:
