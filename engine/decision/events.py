@@ -88,6 +88,16 @@ def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "") ->
         case "flight_delayed":
             _number(attrs, "delay_minutes", where, required=True)
             return EventEffects(event, ts)
+        case "question_answered":
+            question = _string(attrs, "question", where)
+            field = vocab.questions.get(question)
+            if field is None:
+                raise InvalidInput(f"unknown question `{question}`", field=f"{where}attributes.question")
+            if "answer" not in attrs or attrs["answer"] is None:
+                raise InvalidInput("`answer` is required", field=f"{where}attributes.answer")
+            answer = {field: attrs["answer"]}
+            _check_profile_fields(answer, vocab, where)
+            return EventEffects(event, ts, profile_set=answer)
         case "profile_update":
             if not attrs:
                 raise InvalidInput("a profile_update needs at least one attribute", field=f"{where}attributes")

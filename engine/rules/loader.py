@@ -21,6 +21,7 @@ from engine.rules.schema import (
     ContactPolicy,
     Fields,
     FrequencyCapPolicy,
+    Question,
     RuleFile,
     SuppressionPolicy,
     Treatment,
@@ -64,6 +65,7 @@ _ITEMS: dict[str, TypeAdapter[Any]] = {
     "treatments": TypeAdapter(Treatment),
     "contact_policies": TypeAdapter(ContactPolicy),
     "triggers": TypeAdapter(Trigger),
+    "questions": TypeAdapter(Question),
 }
 
 
@@ -98,6 +100,9 @@ def _validate(doc: YamlDocument) -> tuple[RuleFile | None, list[RuleProblem]]:
         problems.extend(_problems(doc, exc))
         rest = RuleFile()
     return rest.model_copy(update={k: v for k, v in items.items()}), problems
+
+
+QUESTION_GROUP = "questions"
 
 
 class _Compiler:
@@ -139,6 +144,43 @@ class _Compiler:
             context_weights=tuple(weights),
             content=t.content,
             description=t.description,
+        )
+
+    def question(self, doc: YamlDocument, index: int, q: Question) -> CompiledTreatment | None:
+        """A question is a prompt treatment: eligible while its field is unanswered, worth its value
+        times its relevance (the same priority formula, so it competes with other prompts)."""
+        loc: Loc = ("questions", index)
+        if q.field not in self.vocab.namespaces["customer"]:
+            pos = doc.pos_of((*loc, "field"))
+            self.problems.append(
+                RuleProblem(
+                    pos, f"unknown customer field `{q.field}`", doc.line_text(pos.line), hint="declare it under `fields.customer`"
+                )
+            )
+            return None
+        unanswered = compile_condition(f"customer.{q.field} == None", self.vocab)
+        weights = []
+        for i, w in enumerate(q.relevance):
+            compiled = self.condition(doc, (*loc, "relevance", i, "when"), w.when)
+            if compiled is None:
+                return None
+            weights.append((compiled, w.weight))
+        return CompiledTreatment(
+            id=q.id,
+            kind="prompt",
+            group=QUESTION_GROUP,
+            channels=frozenset(q.channels),
+            placements=frozenset(q.placements),
+            value=q.value,
+            lever=1.0,
+            prior_alpha=1.0,
+            prior_beta=1.0,
+            cap_per_day=None,
+            cap_per_week=None,
+            eligibility=unanswered,
+            context_weights=tuple(weights),
+            content={"question": q.text, "field": q.field, "question_id": q.id},
+            description=q.text,
         )
 
 
@@ -188,7 +230,8 @@ def load_ruleset(directory: Path | str) -> RuleSet:
 
     fields, arbitration, event_types = _singletons(parsed, problems)
     flags, counters = _trigger_names(parsed)
-    vocab = Vocabulary.build(fields.customer, fields.context, event_types, flags, counters)
+    questions = {q.id: q.field for _, rf in parsed for q in rf.questions if q is not None}
+    vocab = Vocabulary.build(fields.customer, fields.context, event_types, flags, counters, questions)
     compiler = _Compiler(vocab)
     triggers = _compile_triggers(parsed, vocab, compiler, problems)
     treatments: list[CompiledTreatment] = []
@@ -207,6 +250,17 @@ def load_ruleset(directory: Path | str) -> RuleSet:
                 continue
             seen[t.id] = pos
             compiled = compiler.treatment(doc, i, t)
+            if compiled is not None:
+                treatments.append(compiled)
+        for i, q in enumerate(rf.questions):
+            if q is None:
+                continue
+            pos = doc.pos_of(("questions", i, "id"))
+            if q.id in seen:
+                problems.append(RuleProblem(pos, f"duplicate treatment or question id `{q.id}`", doc.line_text(pos.line)))
+                continue
+            seen[q.id] = pos
+            compiled = compiler.question(doc, i, q)
             if compiled is not None:
                 treatments.append(compiled)
         for i, p in enumerate(rf.contact_policies):

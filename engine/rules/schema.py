@@ -189,6 +189,24 @@ class Trigger(Actions):
     schedule: Schedule | None = None
 
 
+class Question(Strict):
+    """A question the company wants answered, asked through the call-center agent's screen.
+
+    It is offered as a `prompt` only while the customer's `field` is unanswered; among the
+    unanswered ones the engine prefers the highest `value` (what knowing the field is worth)
+    times its `relevance` now (multipliers whose conditions hold, like context weights). The
+    agent records the answer with a `question_answered` event, and it lands in the profile.
+    """
+
+    id: Identifier
+    field: Identifier
+    text: str = Field(min_length=1, max_length=500)
+    value: float = Field(gt=0)
+    relevance: list[ContextWeight] = Field(default_factory=list)
+    channels: list[ChannelName] = Field(default_factory=lambda: ["call_center"], min_length=1)
+    placements: list[Identifier] = Field(default_factory=lambda: ["agent_prompt"])
+
+
 class RuleFile(Strict):
     """One YAML file of a rule set; every section is optional."""
 
@@ -198,3 +216,4 @@ class RuleFile(Strict):
     contact_policies: list[ContactPolicy] = Field(default_factory=list)
     treatments: list[Treatment] = Field(default_factory=list)
     triggers: list[Trigger] = Field(default_factory=list)
+    questions: list[Question] = Field(default_factory=list)

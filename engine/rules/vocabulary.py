@@ -27,6 +27,7 @@ BUILTIN_EVENT_TYPES: tuple[str, ...] = (
     "profile_update",
     "social_mention",
     "idea",
+    "question_answered",
 )
 
 CART_FIELDS: dict[str, FieldType] = {"value": "number", "items": "number", "skus": "list"}
@@ -47,6 +48,8 @@ class Vocabulary:
     """Flags some trigger sets: `flag('x')` naming any other is refused when the rules load."""
     counters: frozenset[str] = frozenset()
     """Counters some trigger increments, likewise for `counter('x')`."""
+    questions: Mapping[str, str] = field(default_factory=dict)
+    """Question id -> the customer field its answer fills (for `question_answered` events)."""
 
     @classmethod
     def build(
@@ -56,6 +59,7 @@ class Vocabulary:
         extra_event_types: Sequence[str] = (),
         flags: Sequence[str] = (),
         counters: Sequence[str] = (),
+        questions: Mapping[str, str] | None = None,
     ) -> Vocabulary:
         return cls(
             namespaces={
@@ -67,6 +71,7 @@ class Vocabulary:
             event_types=frozenset(BUILTIN_EVENT_TYPES) | frozenset(extra_event_types),
             flags=frozenset(flags),
             counters=frozenset(counters),
+            questions=dict(questions or {}),
         )
 
 

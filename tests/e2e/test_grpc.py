@@ -128,8 +128,8 @@ async def test_decide_explains_on_request_and_carries_placement_and_context(stub
 
 
 async def test_fallback_is_flagged(stub: DecisionServiceStub) -> None:
-    decision = await stub.Decide(pb.DecideRequest(customer_id="nobody-known", channel="call_center", placement="agent_prompt"))
-    assert [t.id for t in decision.treatments] == ["agent_greeting"] and decision.fallback
+    decision = await stub.Decide(pb.DecideRequest(customer_id="nobody-known", channel="email"))
+    assert [t.id for t in decision.treatments] == ["newsletter_signup"] and decision.fallback
 
 
 async def test_record_events_counts_a_retry_once_and_keeps_integer_quantities(stub: DecisionServiceStub) -> None:

@@ -140,8 +140,42 @@ def test_call_center_sees_the_email_sent_before_the_call(channel: Channel) -> No
 
 
 def test_nothing_relevant_gives_the_fallback(channel: Channel) -> None:
-    decision = channel.decide("nobody-known", "call_center", placement="agent_prompt")
-    assert [t["id"] for t in decision["treatments"]] == ["agent_greeting"] and decision["fallback"]
+    decision = channel.decide("nobody-known", "email")
+    assert [t["id"] for t in decision["treatments"]] == ["newsletter_signup"] and decision["fallback"]
+
+
+def call(channel: Channel, customer: str) -> dict[str, object]:
+    channel.event(customer, "call_started", channel="call_center")
+    (prompt,) = channel.decide(customer, "call_center", placement="agent_prompt")["treatments"]
+    assert prompt["kind"] == "prompt"
+    return prompt
+
+
+def test_smart_dialogue_asks_this_caller_the_most_valuable_unanswered_question(channel: Channel) -> None:
+    channel.event("alice", "page_view", page="destinations")  # browsing: her next trip is on her mind
+    asked = {customer: call(channel, customer)["id"] for customer in ("carla", "dev", "alice")}
+    # family: party size (4 x 2.5); platinum: seat (3 x 2); browsing: travel month (5 x 2)
+    assert asked == {"carla": "ask_party_size", "dev": "ask_seat_preference", "alice": "ask_travel_month"}
+    assert len(set(asked.values())) == 3, "not every caller gets the same question"
+
+
+def test_the_answer_lands_in_the_profile_and_is_never_asked_again(channel: Channel) -> None:
+    prompt = call(channel, "carla")
+    assert prompt["content"]["question"].startswith("Do you usually travel")
+    channel.event("carla", "question_answered", channel="call_center", question=prompt["id"], answer="family of four")
+    assert channel.view("carla")["profile"]["usual_party_size"] == "family of four"
+    for _ in range(3):
+        assert call(channel, "carla")["id"] != "ask_party_size"
+    bad = channel.http.post(
+        "/v1/events",
+        json={
+            "event_id": "q-bad",
+            "customer_id": "carla",
+            "type": "question_answered",
+            "attributes": {"question": "nope", "answer": 1},
+        },
+    )
+    assert bad.status_code == 422 and bad.json()["field"] == "attributes.question"
 
 
 def test_feedback_joins_the_decision_and_counts_once(channel: Channel, redis_sync: Redis) -> None:
