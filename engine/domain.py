@@ -112,6 +112,7 @@ class CustomerState:
     recent: list[dict[str, Any]] = field(default_factory=list)
     caps_day: dict[str, int] = field(default_factory=dict)
     caps_week: dict[str, int] = field(default_factory=dict)
+    caps_total: dict[str, int] = field(default_factory=dict)
     flags: dict[str, int] = field(default_factory=dict)
     counters: dict[str, list[int]] = field(default_factory=dict)
 
@@ -166,6 +167,8 @@ class EventEffects:
     cart_add: dict[str, dict[str, Any]] = field(default_factory=dict)
     cart_remove: tuple[str, ...] = ()
     cart_clear: bool = False
+    voice: tuple[str, str] | None = None
+    """(liked | disliked | ideas, topic) for voice-of-the-customer counts."""
     triggers: Any = None
     """The trigger effects (`engine.rules.triggers.TriggerEffects`) this event causes, if any."""
 

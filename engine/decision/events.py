@@ -15,6 +15,7 @@ from engine.rules.vocabulary import Vocabulary
 
 _NUMBER = (int, float)
 MAX_QUANTITY = 10_000
+VOICE_KINDS = {"compliment": "liked", "complaint": "disliked", "idea": "ideas"}
 MAX_PRICE = 1e9
 
 
@@ -88,6 +89,15 @@ def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "") ->
         case "flight_delayed":
             _number(attrs, "delay_minutes", where, required=True)
             return EventEffects(event, ts)
+        case "complaint" | "compliment" | "idea":
+            topic = attrs.get("topic")
+            if topic is None:
+                return EventEffects(event, ts)
+            if not isinstance(topic, str) or not 0 < len(topic) <= 64:
+                raise InvalidInput(
+                    f"`topic` must be a string of 1-64 characters, got {topic!r}", field=f"{where}attributes.topic"
+                )
+            return EventEffects(event, ts, voice=(VOICE_KINDS[event.type], topic.strip().lower()))
         case "question_answered":
             question = _string(attrs, "question", where)
             field = vocab.questions.get(question)

@@ -157,7 +157,7 @@ def decide(
         if t.eligibility is not None and not t.eligibility(ctx):
             verdicts.append(Verdict(t.id, "eligibility", f"condition is false: {t.eligibility.source}"))
             continue
-        reason = cap_reason(t, state.caps_day, state.caps_week)
+        reason = cap_reason(t, state.caps_day, state.caps_week, state.caps_total)
         if reason is not None:
             verdicts.append(Verdict(t.id, "cap", reason))
             continue

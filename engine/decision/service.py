@@ -224,6 +224,23 @@ class DecisionService:
             raise
         return FeedbackResult(accepted=True, duplicate=False)
 
+    # -- voice of the customer ----------------------------------------------------------------
+
+    async def voice(self, days: int) -> dict[str, Any]:
+        """Per topic over the last `days` days: what customers liked, disliked, and their ideas."""
+        if not 1 <= days <= 366:
+            raise InvalidInput(f"days must be between 1 and 366, got {days}", field="days")
+        now = self.clock.now_ms()
+        day_names = [keys.day_of(now - i * 86_400_000) for i in range(days)]
+        totals = await self.store.voice_counts(day_names)
+        topics: dict[str, dict[str, int]] = {}
+        for field, n in totals.items():
+            kind, _, topic = field.partition(":")
+            topics.setdefault(topic, {"liked": 0, "disliked": 0, "ideas": 0})[kind] = n
+        rows = [{"topic": t, **counts} for t, counts in topics.items()]
+        rows.sort(key=lambda r: (-(r["liked"] + r["disliked"] + r["ideas"]), r["topic"]))
+        return {"days": days, "since": day_names[-1], "topics": rows}
+
     # -- customer view ---------------------------------------------------------------------
 
     async def customer_view(self, customer_id: str) -> CustomerView:

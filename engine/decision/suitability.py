@@ -13,9 +13,13 @@ from engine.rules.ruleset import CompiledTreatment, RuleSet
 from engine.state.keys import group_cap_field, treatment_cap_field
 
 
-def cap_reason(t: CompiledTreatment, caps_day: Mapping[str, int], caps_week: Mapping[str, int]) -> str | None:
+def cap_reason(
+    t: CompiledTreatment, caps_day: Mapping[str, int], caps_week: Mapping[str, int], caps_total: Mapping[str, int] | None = None
+) -> str | None:
     """Why the treatment's own frequency cap blocks it, or None."""
     field = treatment_cap_field(t.id)
+    if t.cap_total is not None and (caps_total or {}).get(field, 0) >= t.cap_total:
+        return f"shown {(caps_total or {}).get(field, 0)} time(s) ever (cap {t.cap_total} in total)"
     if t.cap_per_day is not None and caps_day.get(field, 0) >= t.cap_per_day:
         return f"shown {caps_day.get(field, 0)} time(s) today (cap {t.cap_per_day} per day)"
     if t.cap_per_week is not None and caps_week.get(field, 0) >= t.cap_per_week:

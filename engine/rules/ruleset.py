@@ -31,6 +31,7 @@ class CompiledTreatment:
     prior_beta: float
     cap_per_day: int | None
     cap_per_week: int | None
+    cap_total: int | None
     eligibility: Condition | None
     context_weights: tuple[tuple[Condition, float], ...]
     content: Mapping[str, Any]
@@ -48,7 +49,7 @@ class CompiledTreatment:
         return not self.placements or placement in self.placements
 
 
-HISTORY_FUNCTIONS = frozenset({"count", "exists"})
+HISTORY_FUNCTIONS = frozenset({"count", "exists", "complained_about"})
 
 
 def _uses_history(t: CompiledTreatment) -> bool:

@@ -28,6 +28,7 @@ class Caps(Strict):
 
     per_day: int | None = Field(default=None, ge=1)
     per_week: int | None = Field(default=None, ge=1)
+    total: int | None = Field(default=None, ge=1, description="Ever, per customer (a free sample, once).")
 
 
 class Prior(Strict):

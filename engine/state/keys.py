@@ -100,6 +100,11 @@ def customer_of_decision(decision_id: str) -> str | None:
     return decision_id[DECISION_NONCE_CHARS + 1 :]
 
 
+def caps_total(customer_id: str) -> str:
+    """Impressions ever, per treatment (`t:`) only: lifetime caps; no TTL."""
+    return _c(customer_id) + ":caps:all"
+
+
 def decision(decision_id: str) -> str:
     """The decision record; `d:<id>` only for ids not made by `new_decision_id` (never stored)."""
     customer_id = customer_of_decision(decision_id)
@@ -110,6 +115,14 @@ def decision(decision_id: str) -> str:
 
 def feedback_seen(feedback_id: str) -> str:
     return "fb:" + feedback_id
+
+
+VOICE_TTL_S = 400 * 86_400
+
+
+def voice_day(day: str) -> str:
+    """Hash `<liked|disliked|ideas>:<topic>` -> count, one per UTC day (kept 400 days)."""
+    return "voice:" + day
 
 
 def treatment_stats(treatment_id: str) -> str:

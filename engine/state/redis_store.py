@@ -115,7 +115,8 @@ class RedisStore:
             caps_week=_ints(_pairs(res[4])),
             recent=[orjson.loads(x) for x in res[5]],
             flags={k: v for k, v in _ints(_pairs(res[6])).items() if v > now_ms},
-            counters={name: [int(m.split(b":", 1)[0]) for m in res[7 + i]] for i, name in enumerate(counters)},
+            caps_total=_ints(_pairs(res[7])),
+            counters={name: [int(m.split(b":", 1)[0]) for m in res[8 + i]] for i, name in enumerate(counters)},
         )
 
     async def _run_read(self, customer_id: str, now_ms: int, with_recent: bool, counters: Sequence[str]) -> Any:
@@ -129,6 +130,7 @@ class RedisStore:
                 keys.caps_week(customer_id, now_ms),
                 keys.recent(customer_id),
                 keys.flags(customer_id),
+                keys.caps_total(customer_id),
                 *(keys.counter(customer_id, name) for name in counters),
             ],
             [self.recent_limit if with_recent else 0],
@@ -142,7 +144,7 @@ class RedisStore:
         self._scripts.queue(
             pipe,
             "write_decision",
-            [keys.caps_day(cid, now), keys.caps_week(cid, now), keys.decision(record.decision_id)],
+            [keys.caps_day(cid, now), keys.caps_week(cid, now), keys.decision(record.decision_id), keys.caps_total(cid)],
             [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, " ".join(counter_fields)],
         )
         pipe.xadd(keys.STREAM_DECISIONS, {"d": payload}, maxlen=self.stream_maxlen, approximate=True)
@@ -184,7 +186,22 @@ class RedisStore:
             pipe.xadd(keys.STREAM_EVENTS, {"customer_id": cid, "e": entry}, maxlen=self.stream_maxlen, approximate=True)
             if fx.triggers:
                 self._queue_triggers(pipe, cid, fx.triggers)
+            if fx.voice is not None:
+                day = keys.voice_day(keys.day_of(fx.ts))
+                pipe.hincrby(day, f"{fx.voice[0]}:{fx.voice[1]}", 1)
+                pipe.expire(day, keys.VOICE_TTL_S)
         await self._execute(pipe)
+
+    async def voice_counts(self, days: Sequence[str]) -> dict[str, int]:
+        """Summed `<kind>:<topic>` counts over the given days (yyyymmdd), one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(keys.voice_day(day))
+        totals: dict[str, int] = {}
+        for raw in await self._execute(pipe):
+            for field, n in _ints(raw).items():
+                totals[field] = totals.get(field, 0) + n
+        return totals
 
     def _queue_triggers(self, pipe: Any, cid: str, fx: TriggerEffects) -> None:
         if fx.flags_set:

@@ -21,14 +21,15 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-# KEYS: profile, cart, last, day caps, week caps, recent, flags, counters...
+# KEYS: profile, cart, last, day caps, week caps, recent, flags, lifetime caps, counters...
 READ_CUSTOMER = """
 local out = {}
 for i = 1, 5 do out[i] = redis.call('HGETALL', KEYS[i]) end
 local n = tonumber(ARGV[1])
 if n > 0 then out[6] = redis.call('LRANGE', KEYS[6], 0, n - 1) else out[6] = {} end
 out[7] = redis.call('HGETALL', KEYS[7])
-for i = 8, #KEYS do out[i] = redis.call('ZRANGE', KEYS[i], 0, -1) end
+out[8] = redis.call('HGETALL', KEYS[8])
+for i = 9, #KEYS do out[i] = redis.call('ZRANGE', KEYS[i], 0, -1) end
 return out
 """
 
@@ -61,7 +62,7 @@ end
 return #ARGV
 """
 
-# KEYS: day caps, week caps, decision record.
+# KEYS: day caps, week caps, decision record, lifetime caps (treatment fields only).
 # ARGV: day ttl, week ttl, record ttl, record, counter fields joined by spaces (one argument:
 # every argument costs the client an encode, and there can be a dozen fields).
 WRITE_DECISION = """
@@ -69,6 +70,7 @@ if ARGV[5] ~= '' then
   for f in string.gmatch(ARGV[5], '%S+') do
     redis.call('HINCRBY', KEYS[1], f, 1)
     redis.call('HINCRBY', KEYS[2], f, 1)
+    if string.sub(f, 1, 2) == 't:' then redis.call('HINCRBY', KEYS[4], f, 1) end
   end
   redis.call('EXPIRE', KEYS[1], ARGV[1])
   redis.call('EXPIRE', KEYS[2], ARGV[2])

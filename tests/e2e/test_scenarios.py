@@ -211,3 +211,37 @@ def test_a_retried_event_counts_once(channel: Channel) -> None:
     batch = {"events": [body, {**body, "event_id": "retry-2"}]}
     assert channel.http.post("/v1/events", json=batch).json() == {"accepted": 1, "duplicates": 1}
     assert channel.view("ben")["cart"]["items"] == 2
+
+
+def test_a_consistent_supporter_gets_a_free_sample_once(channel: Channel) -> None:
+    channel.event("ben", "social_mention", channel="social", sentiment=0.9, text="Best airline ever")
+    assert "free_sample" not in channel.offered("ben", "email"), "one mention is not consistent support"
+    channel.event("ben", "social_mention", channel="social", sentiment=0.2, text="meh")
+    assert "free_sample" not in channel.offered("ben", "email"), "a lukewarm mention does not count"
+    channel.clock.advance(days=3)
+    channel.event("ben", "social_mention", channel="social", sentiment=0.8, text="Lovely crew again")
+    assert "free_sample" in channel.offered("ben", "email")
+    channel.clock.advance(days=30)
+    assert "free_sample" not in channel.offered("ben", "web"), "once, ever, across channels"
+
+
+def test_voice_of_the_customer_counts_topics_and_closes_the_loop(channel: Channel) -> None:
+    channel.event("alice", "complaint", channel="social", topic="wifi", text="No wifi again")
+    channel.event("dev", "complaint", channel="email", topic="WiFi")
+    channel.event("carla", "compliment", channel="social", topic="crew")
+    channel.event("ben", "idea", channel="web", topic="wifi", text="Free wifi for members?")
+    channel.clock.advance(days=2)
+    channel.event("ben", "compliment", topic="food")
+    voice = channel.http.get("/v1/voice", params={"days": 7}).json()
+    by_topic = {row["topic"]: row for row in voice["topics"]}
+    assert by_topic["wifi"] == {"topic": "wifi", "liked": 0, "disliked": 2, "ideas": 1}
+    assert by_topic["crew"]["liked"] == 1 and by_topic["food"]["liked"] == 1
+    assert voice["topics"][0]["topic"] == "wifi", "most mentioned first"
+    recent = channel.http.get("/v1/voice", params={"days": 1}).json()
+    assert [row["topic"] for row in recent["topics"]] == ["food"], "the window is respected"
+    assert channel.http.get("/v1/voice", params={"days": 0}).status_code == 422
+
+    # Close the loop: only those who complained about wifi hear it was fixed.
+    assert "wifi_fixed_announcement" in channel.offered("alice", "email")
+    assert "wifi_fixed_announcement" not in channel.offered("carla", "email")
+    assert "wifi_fixed_announcement" not in channel.offered("ben", "email"), "an idea is not a complaint"

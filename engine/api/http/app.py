@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
@@ -155,6 +155,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def customer(customer_id: Annotated[str, Path(max_length=64)], engine: EngineDep) -> Response:
         """Profile, cart, active suppressions and recent interactions across channels."""
         return json_response(await engine.service.customer_view(customer_id))
+
+    @app.get("/v1/voice", response_model=schemas.VoiceResponse, responses=ERRORS, tags=["customers"])
+    async def voice(engine: EngineDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
+        """Voice of the customer: per topic, what was liked, disliked and suggested in the last `days` days."""
+        return json_response(await engine.service.voice(days))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> Response:

@@ -118,3 +118,16 @@ class ErrorResponse(BaseModel):
     message: str
     field: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+class VoiceTopic(BaseModel):
+    topic: str
+    liked: int = Field(description="Compliments on this topic.")
+    disliked: int = Field(description="Complaints on this topic.")
+    ideas: int = Field(description="Ideas on this topic.")
+
+
+class VoiceResponse(BaseModel):
+    days: int
+    since: str = Field(description="First day counted (UTC, yyyymmdd).")
+    topics: list[VoiceTopic] = Field(description="Most mentioned first.")
