@@ -253,6 +253,7 @@ def _as_treatment(c: Mapping[str, Any]) -> CompiledTreatment:
         prior_beta=float(prior[1]),
         cap_per_day=None,
         cap_per_week=None,
+        cap_total=None,
         eligibility=None,
         context_weights=(),
         content={},
