@@ -82,6 +82,8 @@ class Decision:
     fallback: bool = False
     verdicts: tuple[Verdict, ...] = ()
     model_version: str | None = None
+    cart_adjustments: tuple[dict[str, Any], ...] = ()
+    """Coupons chosen, as discounts on the cart's line items, for the channel to apply."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine.clock import Clock
+from engine.decision.coupons import cart_adjustments
 from engine.decision.events import EventEffects, effects_of
 from engine.decision.pipeline import decide
 from engine.domain import (
@@ -127,6 +128,7 @@ class DecisionService:
             fallback=plan.fallback,
             verdicts=plan.verdicts if req.explain else (),
             model_version=f"{plan.model['id']}@{plan.model['version']}" if plan.model else None,
+            cart_adjustments=tuple(cart_adjustments(plan.treatments, state.cart)),
         )
         record = StoredDecision(
             decision_id=decision.decision_id,

@@ -245,3 +245,15 @@ def test_voice_of_the_customer_counts_topics_and_closes_the_loop(channel: Channe
     assert "wifi_fixed_announcement" in channel.offered("alice", "email")
     assert "wifi_fixed_announcement" not in channel.offered("carla", "email")
     assert "wifi_fixed_announcement" not in channel.offered("ben", "email"), "an idea is not a complaint"
+
+
+def test_web_open_applies_the_coupon_to_the_cart(channel: Channel) -> None:
+    channel.event("visitor-2", "cart_add", channel="web", sku="TSHIRT", price=20.0, qty=2)
+    channel.event("visitor-2", "cart_add", channel="web", sku="MUG", price=12.5)
+    decision = channel.decide("visitor-2", "web")
+    assert "welcome_coupon" in [t["id"] for t in decision["treatments"]]
+    (adjustment,) = decision["cart_adjustments"]
+    assert adjustment["coupon"] == "WELCOME10" and adjustment["treatment_id"] == "welcome_coupon"
+    assert {line["sku"]: line["discount"] for line in adjustment["lines"]} == {"TSHIRT": 4.0, "MUG": 1.25}
+    assert adjustment["discount"] == 5.25
+    assert channel.decide("visitor-3", "web")["cart_adjustments"] == [], "an empty cart has nothing to adjust"

@@ -135,6 +135,12 @@ def decide_response(d: domain.Decision) -> pb.DecideResponse:
             selection_probability=t.selection_probability,
         )
         _fill(item.content, t.content)
+    for adj in d.cart_adjustments:
+        item = out.cart_adjustments.add(
+            treatment_id=adj["treatment_id"], coupon=adj.get("coupon") or "", discount=adj["discount"]
+        )
+        for line in adj["lines"]:
+            item.lines.add(sku=line["sku"], qty=line["qty"], price=line["price"], discount=line["discount"])
     for v in d.verdicts:
         out.explanations.add(treatment_id=v.treatment_id, stage=v.stage, reason=v.reason)
     return out

@@ -54,6 +54,7 @@ def _decision_payload(d: domain.Decision) -> dict[str, object]:
         "degraded": d.degraded,
         "fallback": d.fallback,
         "model_version": d.model_version,
+        "cart_adjustments": d.cart_adjustments,
     }
     if d.verdicts:
         payload["explanations"] = d.verdicts

@@ -48,6 +48,20 @@ class VerdictOut(BaseModel):
     reason: str
 
 
+class AdjustedLine(BaseModel):
+    sku: str
+    qty: int
+    price: float
+    discount: float
+
+
+class CartAdjustment(BaseModel):
+    treatment_id: str
+    coupon: str | None
+    lines: list[AdjustedLine]
+    discount: float = Field(description="Total off the cart.")
+
+
 class DecisionResponse(BaseModel):
     decision_id: str
     customer_id: str
@@ -58,6 +72,9 @@ class DecisionResponse(BaseModel):
     degraded: bool = Field(description="True when state could not be read or written; the answer is a safe default.")
     fallback: bool
     model_version: str | None = Field(default=None, description="`<model>@<version>` that scored the candidates.")
+    cart_adjustments: list[CartAdjustment] = Field(
+        default_factory=list, description="Chosen coupons as discounts on the cart's lines, for the channel to apply."
+    )
     explanations: list[VerdictOut] | None = None
 
 

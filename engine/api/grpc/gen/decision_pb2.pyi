@@ -54,7 +54,7 @@ class Explanation(_message.Message):
     def __init__(self, treatment_id: _Optional[str] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version")
+    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version", "cart_adjustments")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class DecideResponse(_message.Message):
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CART_ADJUSTMENTS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     customer_id: str
     channel: str
@@ -75,7 +76,32 @@ class DecideResponse(_message.Message):
     fallback: bool
     explanations: _containers.RepeatedCompositeFieldContainer[Explanation]
     model_version: str
-    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    cart_adjustments: _containers.RepeatedCompositeFieldContainer[CartAdjustment]
+    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model_version: _Optional[str] = ..., cart_adjustments: _Optional[_Iterable[_Union[CartAdjustment, _Mapping]]] = ...) -> None: ...
+
+class CartAdjustment(_message.Message):
+    __slots__ = ("treatment_id", "coupon", "lines", "discount")
+    TREATMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    COUPON_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_FIELD_NUMBER: _ClassVar[int]
+    treatment_id: str
+    coupon: str
+    lines: _containers.RepeatedCompositeFieldContainer[AdjustedLine]
+    discount: float
+    def __init__(self, treatment_id: _Optional[str] = ..., coupon: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[AdjustedLine, _Mapping]]] = ..., discount: _Optional[float] = ...) -> None: ...
+
+class AdjustedLine(_message.Message):
+    __slots__ = ("sku", "qty", "price", "discount")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    qty: int
+    price: float
+    discount: float
+    def __init__(self, sku: _Optional[str] = ..., qty: _Optional[int] = ..., price: _Optional[float] = ..., discount: _Optional[float] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("event_id", "customer_id", "type", "ts", "channel", "attributes")
