@@ -169,6 +169,8 @@ class EventEffects:
     cart_add: dict[str, dict[str, Any]] = field(default_factory=dict)
     cart_remove: tuple[str, ...] = ()
     cart_clear: bool = False
+    order: tuple[str, str] | None = None
+    """(order id, status) this event reports."""
     voice: tuple[str, str] | None = None
     """(liked | disliked | ideas, topic) for voice-of-the-customer counts."""
     triggers: Any = None

@@ -85,7 +85,11 @@ def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "") ->
             return EventEffects(event, ts, cart_clear=True)
         case "purchase":
             _number(attrs, "amount", where, required=True)
-            return EventEffects(event, ts, cart_clear=bool(attrs.get("clears_cart", True)))
+            order_id = attrs.get("order_id")
+            order = (str(order_id), "placed") if order_id is not None else None
+            return EventEffects(event, ts, cart_clear=bool(attrs.get("clears_cart", True)), order=order)
+        case "order_status":
+            return EventEffects(event, ts, order=(_string(attrs, "order_id", where), _string(attrs, "status", where)))
         case "flight_delayed":
             _number(attrs, "delay_minutes", where, required=True)
             return EventEffects(event, ts)

@@ -71,6 +71,8 @@ class CustomerView:
     suppressions: list[dict[str, Any]]
     recent: list[dict[str, Any]]
     responses: dict[str, int]
+    purchases: list[dict[str, Any]]
+    orders: list[dict[str, Any]]
 
 
 class DecisionService:
@@ -250,10 +252,13 @@ class DecisionService:
         rules = self.rules.current
         now = self.clock.now_ms()
         state = await self.store.read_customer(customer_id, now, with_recent=True, counters=rules.counters)
-        responses = await self.store.read_responses(customer_id)
+        purchases, orders, responses = await self.store.read_history(customer_id)
         suppressions = [
             {"group": group, "policy": policy_id, "until": until}
             for group, (policy_id, until) in sorted(rules.active_suppressions(state.last, now).items())
         ]
         cart = {**state.cart_summary(), "lines": state.cart}
-        return CustomerView(customer_id, state.known, state.profile, cart, suppressions, state.recent, responses)
+        order_rows = sorted(({"order_id": k, **v} for k, v in orders.items()), key=lambda o: -int(o.get("ts", 0)))
+        return CustomerView(
+            customer_id, state.known, state.profile, cart, suppressions, state.recent, responses, purchases, order_rows
+        )

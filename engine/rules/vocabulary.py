@@ -28,6 +28,7 @@ BUILTIN_EVENT_TYPES: tuple[str, ...] = (
     "social_mention",
     "idea",
     "question_answered",
+    "order_status",
 )
 
 CART_FIELDS: dict[str, FieldType] = {"value": "number", "items": "number", "skus": "list"}

@@ -53,6 +53,16 @@ def counter(customer_id: str, name: str) -> str:
     return _c(customer_id) + ":cnt:" + name
 
 
+def purchases(customer_id: str) -> str:
+    """List of purchases, newest first, trimmed: the history a service rep sees."""
+    return _c(customer_id) + ":purchases"
+
+
+def orders(customer_id: str) -> str:
+    """Hash: order id -> {status, ts} as last reported."""
+    return _c(customer_id) + ":orders"
+
+
 def responses(customer_id: str) -> str:
     return _c(customer_id) + ":responses"
 

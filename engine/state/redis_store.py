@@ -22,6 +22,7 @@ from engine.rules.triggers import TriggerEffects
 from engine.state import keys
 from engine.state.scripts import SCRIPTS, Scripts
 
+PURCHASES_KEPT = 50
 MAX_COUNTER_ENTRIES = 1_000
 """A counter keeps at most this many occurrences (beyond, the oldest go): reads stay bounded."""
 
@@ -186,6 +187,11 @@ class RedisStore:
             pipe.xadd(keys.STREAM_EVENTS, {"customer_id": cid, "e": entry}, maxlen=self.stream_maxlen, approximate=True)
             if fx.triggers:
                 self._queue_triggers(pipe, cid, fx.triggers)
+            if fx.event.type == "purchase":
+                pipe.lpush(keys.purchases(cid), entry)
+                pipe.ltrim(keys.purchases(cid), 0, PURCHASES_KEPT - 1)
+            if fx.order is not None:
+                pipe.hset(keys.orders(cid), fx.order[0], orjson.dumps({"status": fx.order[1], "ts": fx.ts}))
             if fx.voice is not None:
                 day = keys.voice_day(keys.day_of(fx.ts))
                 pipe.hincrby(day, f"{fx.voice[0]}:{fx.voice[1]}", 1)
@@ -281,6 +287,15 @@ class RedisStore:
         }
         pipe.xadd(keys.STREAM_FEEDBACK, {"f": orjson.dumps(entry)}, maxlen=self.stream_maxlen, approximate=True)
         await self._execute(pipe)
+
+    async def read_history(self, customer_id: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, int]]:
+        """Purchases (newest first), orders and feedback counts: the service view, off the hot path."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lrange(keys.purchases(customer_id), 0, PURCHASES_KEPT - 1)
+        pipe.hgetall(keys.orders(customer_id))
+        pipe.hgetall(keys.responses(customer_id))
+        purchases, orders, responses = await self._execute(pipe)
+        return [orjson.loads(p) for p in purchases], _loads_hash(orders), _ints(responses)
 
     async def read_responses(self, customer_id: str) -> dict[str, int]:
         async with self._guard():

@@ -94,6 +94,18 @@ def test_trigger_gated_offer_goes_only_to_customers_who_showed_the_behaviour(cha
     assert "premium_seat_upgrade" not in channel.offered("dev", "mobile_app"), "the interest was a day ago"
 
 
+def test_complaint_on_social_shows_beside_purchases_and_order_status(channel: Channel) -> None:
+    channel.event("dev", "purchase", channel="web", amount=420.0, order_id="O-1")
+    channel.event("dev", "order_status", order_id="O-1", status="delayed")
+    channel.event("dev", "purchase", channel="mobile_app", amount=35.0, order_id="O-2")
+    channel.event("dev", "complaint", channel="social", topic="delivery", text="Where is my order O-1?")
+    view = channel.view("dev")
+    assert view["recent"][0]["type"] == "complaint" and view["recent"][0]["channel"] == "social"
+    assert [p["attributes"]["order_id"] for p in view["purchases"]] == ["O-2", "O-1"]
+    assert {o["order_id"]: o["status"] for o in view["orders"]} == {"O-1": "delayed", "O-2": "placed"}
+    assert view["suppressions"][0]["group"] == "sales"
+
+
 def test_complaint_suppresses_sales_for_seven_days_and_favours_service_recovery(channel: Channel) -> None:
     assert "credit_card_offer" in channel.offered("dev", "mobile_app")
     channel.event("dev", "complaint", channel="social", topic="lost_luggage", text="Still no bag after 3 days")

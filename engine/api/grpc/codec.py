@@ -154,6 +154,15 @@ def feedback_response(result: domain.FeedbackResult) -> pb.RecordFeedbackRespons
     return pb.RecordFeedbackResponse(accepted=result.accepted, duplicate=result.duplicate)
 
 
+def _interaction(item: pb.Interaction, r: Mapping[str, Any]) -> None:
+    item.event_id = str(r.get("event_id", ""))
+    item.type = str(r.get("type", ""))
+    item.ts = int(r.get("ts") or 0)
+    if r.get("channel") is not None:
+        item.channel = r["channel"]
+    _fill(item.attributes, r.get("attributes") or {})
+
+
 def customer_response(view: CustomerView) -> pb.GetCustomerResponse:
     out = pb.GetCustomerResponse(customer_id=view.customer_id, known=view.known)
     _fill(out.profile, view.profile)
@@ -170,10 +179,11 @@ def customer_response(view: CustomerView) -> pb.GetCustomerResponse:
     for s in view.suppressions:
         out.suppressions.add(group=s["group"], policy=s["policy"], until=int(s["until"]))
     for r in view.recent:
-        item = out.recent.add(event_id=str(r.get("event_id", "")), type=str(r.get("type", "")), ts=int(r.get("ts") or 0))
-        if r.get("channel") is not None:
-            item.channel = r["channel"]
-        _fill(item.attributes, r.get("attributes") or {})
+        _interaction(out.recent.add(), r)
     for key, count in view.responses.items():
         out.responses[key] = count
+    for p in view.purchases:
+        _interaction(out.purchases.add(), p)
+    for o in view.orders:
+        out.orders.add(order_id=o["order_id"], status=str(o.get("status", "")), ts=int(o.get("ts") or 0))
     return out

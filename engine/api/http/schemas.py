@@ -128,6 +128,8 @@ class CustomerResponse(BaseModel):
     suppressions: list[dict[str, Any]]
     recent: list[dict[str, Any]] = Field(description="Interactions across channels, newest first.")
     responses: dict[str, int]
+    purchases: list[dict[str, Any]] = Field(description="Purchase history, newest first.")
+    orders: list[dict[str, Any]] = Field(description="Latest status of each order, newest first.")
 
 
 class ErrorResponse(BaseModel):

@@ -219,7 +219,7 @@ class Interaction(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., type: _Optional[str] = ..., ts: _Optional[int] = ..., channel: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class GetCustomerResponse(_message.Message):
-    __slots__ = ("customer_id", "known", "profile", "cart", "suppressions", "recent", "responses")
+    __slots__ = ("customer_id", "known", "profile", "cart", "suppressions", "recent", "responses", "purchases", "orders")
     class ResponsesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +234,8 @@ class GetCustomerResponse(_message.Message):
     SUPPRESSIONS_FIELD_NUMBER: _ClassVar[int]
     RECENT_FIELD_NUMBER: _ClassVar[int]
     RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     known: bool
     profile: _struct_pb2.Struct
@@ -241,4 +243,16 @@ class GetCustomerResponse(_message.Message):
     suppressions: _containers.RepeatedCompositeFieldContainer[Suppression]
     recent: _containers.RepeatedCompositeFieldContainer[Interaction]
     responses: _containers.ScalarMap[str, int]
-    def __init__(self, customer_id: _Optional[str] = ..., known: _Optional[bool] = ..., profile: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cart: _Optional[_Union[Cart, _Mapping]] = ..., suppressions: _Optional[_Iterable[_Union[Suppression, _Mapping]]] = ..., recent: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., responses: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    purchases: _containers.RepeatedCompositeFieldContainer[Interaction]
+    orders: _containers.RepeatedCompositeFieldContainer[OrderStatus]
+    def __init__(self, customer_id: _Optional[str] = ..., known: _Optional[bool] = ..., profile: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cart: _Optional[_Union[Cart, _Mapping]] = ..., suppressions: _Optional[_Iterable[_Union[Suppression, _Mapping]]] = ..., recent: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., responses: _Optional[_Mapping[str, int]] = ..., purchases: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., orders: _Optional[_Iterable[_Union[OrderStatus, _Mapping]]] = ...) -> None: ...
+
+class OrderStatus(_message.Message):
+    __slots__ = ("order_id", "status", "ts")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    status: str
+    ts: int
+    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[str] = ..., ts: _Optional[int] = ...) -> None: ...
