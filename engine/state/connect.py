@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import hiredis
 from redis import asyncio as aioredis
 
 from engine.settings import Settings
@@ -9,6 +12,21 @@ from engine.state.embedded import EmbeddedRedis
 from engine.state.redis_store import RedisStore
 
 MAX_CONNECTIONS = 256
+
+
+def _packing_in_c(base: type[aioredis.connection.AbstractConnection]) -> type:
+    """The connection class with commands packed by hiredis (C) instead of redis-py's Python
+    packer: 1 µs instead of 7 µs per command, three commands per decision."""
+
+    class Connection(base):  # type: ignore[misc, valid-type]
+        def pack_command(self, *args: Any) -> list[bytes]:
+            first = args[0]
+            if isinstance(first, str) and " " in first:  # "SCRIPT LOAD" is two words on the wire
+                args = (*first.split(), *args[1:])
+            return [hiredis.pack_command(args)]
+
+    Connection.__name__ = f"Hiredis{base.__name__}"
+    return Connection
 
 
 def client_for(url: str, timeout_s: float) -> aioredis.Redis:
@@ -19,6 +37,7 @@ def client_for(url: str, timeout_s: float) -> aioredis.Redis:
     pool = aioredis.ConnectionPool.from_url(
         url, max_connections=MAX_CONNECTIONS, socket_connect_timeout=timeout_s, socket_timeout=None
     )
+    pool.connection_class = _packing_in_c(pool.connection_class)
     return aioredis.Redis.from_pool(pool)
 
 
