@@ -8,37 +8,22 @@ over within the lease time if it dies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Callable
 
+from engine.api.process import worker_process
 from engine.bootstrap import consumer_name, load_models
 from engine.clock import SystemClock
 from engine.learning.worker import learn_model
 from engine.rules.registry import RuleRegistry
 from engine.settings import Settings
-from engine.state.connect import open_redis
 from engine.state.learning_store import LearningStore
 
 
 async def run_learners(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
     rules = RuleRegistry.from_directory(settings.rules_dir)
-    models = load_models(settings, rules)
-    specs = [s for s in models.specs if s.enabled]
-    client, embedded = open_redis(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    specs = [s for s in load_models(settings, rules).specs if s.enabled]
+    async with worker_process(settings) as (client, stop):
         store = LearningStore(client)
         name = consumer_name()
         announce(f"learner {name}: models {', '.join(s.id for s in specs) or '(none)'}; stop with Ctrl-C")
         await asyncio.gather(*(learn_model(store, spec, SystemClock(), name, stop) for spec in specs))
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
-        await client.aclose()
-        if embedded is not None:
-            embedded.close()

@@ -7,35 +7,21 @@ firing it died before completing it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 from collections.abc import Callable
 
+from engine.api.process import worker_process
 from engine.bootstrap import consumer_name
 from engine.clock import SystemClock
 from engine.decision.timers import TimerWorker
 from engine.rules.registry import RuleRegistry
 from engine.settings import Settings
-from engine.state.connect import open_redis, store_for
+from engine.state.connect import store_for
 
 
 async def run_timer_worker(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
     rules = RuleRegistry.from_directory(settings.rules_dir)
-    client, embedded = open_redis(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    async with worker_process(settings) as (client, stop):
         store = store_for(client, settings)
         await store.prepare()
         announce(f"timer worker {consumer_name()}: {len(rules.current.triggers)} triggers; stop with Ctrl-C")
         await TimerWorker(store, rules, SystemClock()).run(stop)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
-        await client.aclose()
-        if embedded is not None:
-            embedded.close()
