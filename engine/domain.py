@@ -115,6 +115,7 @@ class CustomerState:
     caps_day: dict[str, int] = field(default_factory=dict)
     caps_week: dict[str, int] = field(default_factory=dict)
     caps_total: dict[str, int] = field(default_factory=dict)
+    topics: dict[str, int] = field(default_factory=dict)
     flags: dict[str, int] = field(default_factory=dict)
     counters: dict[str, list[int]] = field(default_factory=dict)
 

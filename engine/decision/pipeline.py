@@ -57,6 +57,7 @@ def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int) ->
         recent=state.recent,
         flags=state.flags,
         counters=state.counters,
+        topics=state.topics,
     )
 
 

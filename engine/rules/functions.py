@@ -252,16 +252,15 @@ def counter(ctx: EvalContext, name: str, days: float | None = None, hours: float
 
 
 def complained_about(ctx: EvalContext, topic: str, days: float | None = None, hours: float | None = None) -> bool:
-    """Whether a recent complaint (within the window, if given) named this topic: close-the-loop offers."""
+    """Whether the customer complained about this topic (within the window, if given): close-the-loop offers.
+
+    Topics are matched as ingested: trimmed and lower-cased.
+    """
+    ts = ctx.topics.get("disliked:" + topic.strip().lower())
+    if ts is None:
+        return False
     window = _window_ms(days, hours)
-    cutoff = ctx.now_ms - window if window is not None else None
-    for ev in ctx.recent:
-        if ev.get("type") != "complaint" or (ev.get("attributes") or {}).get("topic") != topic:
-            continue
-        ts = ev.get("ts")
-        if cutoff is None or (isinstance(ts, int | float) and ts >= cutoff):
-            return True
-    return False
+    return window is None or ts >= ctx.now_ms - window
 
 
 _EVENT = Param("event_type", "event_type")

@@ -49,7 +49,7 @@ class CompiledTreatment:
         return not self.placements or placement in self.placements
 
 
-HISTORY_FUNCTIONS = frozenset({"count", "exists", "complained_about"})
+HISTORY_FUNCTIONS = frozenset({"count", "exists"})
 
 
 def _uses_history(t: CompiledTreatment) -> bool:

@@ -93,3 +93,5 @@ class EvalContext:
     """Flag name -> the time (ms) it expires; set by triggers."""
     counters: Mapping[str, Sequence[int]] = field(default_factory=dict)
     """Counter name -> the times (ms) it was incremented, within its window."""
+    topics: Mapping[str, int] = field(default_factory=dict)
+    """`liked|disliked|ideas:<topic>` -> when the customer last said so."""

@@ -53,6 +53,12 @@ def counter(customer_id: str, name: str) -> str:
     return _c(customer_id) + ":cnt:" + name
 
 
+def topics(customer_id: str) -> str:
+    """Hash `<liked|disliked|ideas>:<topic>` -> when this customer last said so: close-the-loop
+    offers read one small hash instead of scanning the interaction history."""
+    return _c(customer_id) + ":topics"
+
+
 def purchases(customer_id: str) -> str:
     """List of purchases, newest first, trimmed: the history a service rep sees."""
     return _c(customer_id) + ":purchases"

@@ -117,7 +117,8 @@ class RedisStore:
             recent=[orjson.loads(x) for x in res[5]],
             flags={k: v for k, v in _ints(_pairs(res[6])).items() if v > now_ms},
             caps_total=_ints(_pairs(res[7])),
-            counters={name: [int(m.split(b":", 1)[0]) for m in res[8 + i]] for i, name in enumerate(counters)},
+            topics=_ints(_pairs(res[8])),
+            counters={name: [int(m.split(b":", 1)[0]) for m in res[9 + i]] for i, name in enumerate(counters)},
         )
 
     async def _run_read(self, customer_id: str, now_ms: int, with_recent: bool, counters: Sequence[str]) -> Any:
@@ -132,6 +133,7 @@ class RedisStore:
                 keys.recent(customer_id),
                 keys.flags(customer_id),
                 keys.caps_total(customer_id),
+                keys.topics(customer_id),
                 *(keys.counter(customer_id, name) for name in counters),
             ],
             [self.recent_limit if with_recent else 0],
@@ -193,6 +195,7 @@ class RedisStore:
             if fx.order is not None:
                 pipe.hset(keys.orders(cid), fx.order[0], orjson.dumps({"status": fx.order[1], "ts": fx.ts}))
             if fx.voice is not None:
+                pipe.hset(keys.topics(cid), f"{fx.voice[0]}:{fx.voice[1]}", fx.ts)
                 day = keys.voice_day(keys.day_of(fx.ts))
                 pipe.hincrby(day, f"{fx.voice[0]}:{fx.voice[1]}", 1)
                 pipe.expire(day, keys.VOICE_TTL_S)

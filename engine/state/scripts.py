@@ -21,7 +21,7 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-# KEYS: profile, cart, last, day caps, week caps, recent, flags, lifetime caps, counters...
+# KEYS: profile, cart, last, day caps, week caps, recent, flags, lifetime caps, topics, counters...
 READ_CUSTOMER = """
 local out = {}
 for i = 1, 5 do out[i] = redis.call('HGETALL', KEYS[i]) end
@@ -29,7 +29,8 @@ local n = tonumber(ARGV[1])
 if n > 0 then out[6] = redis.call('LRANGE', KEYS[6], 0, n - 1) else out[6] = {} end
 out[7] = redis.call('HGETALL', KEYS[7])
 out[8] = redis.call('HGETALL', KEYS[8])
-for i = 9, #KEYS do out[i] = redis.call('ZRANGE', KEYS[i], 0, -1) end
+out[9] = redis.call('HGETALL', KEYS[9])
+for i = 10, #KEYS do out[i] = redis.call('ZRANGE', KEYS[i], 0, -1) end
 return out
 """
 

@@ -182,7 +182,7 @@ def test_flags_counters_and_complaint_topics_read_trigger_state() -> None:
         now_ms=now,
         flags={"cart_abandoned": now + 1, "old": now - 1},
         counters={"mentions": [now - 2 * 86_400_000, now - 10 * 86_400_000]},
-        recent=[{"type": "complaint", "ts": now - 86_400_000, "attributes": {"topic": "wifi"}}],
+        topics={"disliked:wifi": now - 86_400_000, "liked:food": now},
     )
     assert flag(ctx, "cart_abandoned") and not flag(ctx, "old") and not flag(ctx, "never")
     assert counter(ctx, "mentions") == 2 and counter(ctx, "mentions", days=7) == 1 and counter(ctx, "none") == 0
