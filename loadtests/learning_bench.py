@@ -51,7 +51,7 @@ from engine.clock import FixedClock, SystemClock
 from engine.domain import Feedback, StoredDecision
 from engine.learning.serving import ModelRegistry, ServedModel, follow_models
 from engine.learning.spec import ModelSpec, load_model_specs
-from engine.learning.worker import LearnerWorker, group_name, learn_model
+from engine.learning.worker import STREAMS, LearnerWorker, group_name, learn_model
 from engine.rules.loader import load_ruleset
 from engine.rules.ruleset import RuleSet
 from engine.seed import demo_profiles
@@ -92,7 +92,7 @@ class Traffic:
     def __init__(self, rules: RuleSet, model: ServedModel, seed: int = 1) -> None:
         self.rng = random.Random(seed)
         self.model = model
-        self.label = {"id": model.spec.id, "version": 0, "fingerprint": model.fingerprint}
+        self.label = model.label
         self.population = list(itertools.islice(demo_profiles(CUSTOMERS), CUSTOMERS))
         self.by_channel = {channel: [t for t in rules.treatments if channel in t.channels] for channel in ("web", "mobile_app")}
         self.run = uuid.uuid4().hex[:8]  # feedback ids unique per run, should the store be reused
@@ -266,7 +266,7 @@ async def measure_throughput(
     snapshot = await learning.load_snapshot(spec.id)
     served = await learning.load_served(spec.id)
     pending = 0
-    for stream in (keys.STREAM_DECISIONS, keys.STREAM_FEEDBACK):
+    for stream in STREAMS:
         summary = await learning.client.xpending(stream, group_name(spec.id))
         pending += int(summary["pending"])
     examples = positives + negatives
@@ -399,7 +399,7 @@ def print_report(t: Throughput, lat: Latency, header: str) -> None:
             fmt(t.examples_per_s, 0),
             f"{t.examples:,} ({t.positives:,} positive, {t.negatives:,} negative)",
         ),
-        ("stream entries read / s", fmt(t.stream_entries_per_s, 0), f"decisions + feedback, {t.steps:,} steps"),
+        ("stream entries read / s", fmt(t.stream_entries_per_s, 0), f"feedback, {t.steps:,} steps"),
         ("learner CPU %", fmt(t.learner_cpu_pct, 0), "of one core, while draining"),
         ("final publish ms", fmt(t.final_publish_ms, 1), f"snapshot + weights, acknowledging {t.final_publish_acked:,} entries"),
         ("steady publish ms", fmt(t.steady_publish_ms, 1), f"median of {STEADY_PUBLISHES}, a few entries each"),

@@ -61,7 +61,9 @@ class ServedModel:
 
     @property
     def label(self) -> dict[str, object]:
-        return {"id": self.spec.id, "version": self.version, "fingerprint": self.fingerprint}
+        """Logged with each decision; `window_ms` lets the write-back open the reward windows."""
+        window_ms = self.spec.reward.non_response_after_s * 1000
+        return {"id": self.spec.id, "version": self.version, "fingerprint": self.fingerprint, "window_ms": window_ms}
 
     def inputs(self, profile: Mapping[str, object], context: Mapping[str, object]) -> dict[str, dict[str, object]]:
         """The fields this model reads, as they were at decision time (logged for learning)."""

@@ -10,10 +10,13 @@ closed (but while the decision record lives) is still learned.
 Features. Each decision record carries the customer and context fields the model read at
 decision time, so learning uses what the model saw, not today's profile.
 
-Exactly once. Entries are read through a consumer group per model from the decisions and
-feedback streams. A snapshot (learner, exported weights, evidence, and the last stream position
-it covers) is stored in one MULTI with the reward windows it settles and the positives it
-recorded; entries are acknowledged only after that. On restart the snapshot is loaded and
+Windows. The decision write-back opens each shown treatment's reward window (a sorted set of
+due times per model), so the learner never reads the decisions stream back.
+
+Exactly once. Feedback is read through a consumer group per model. A snapshot (learner,
+exported weights, evidence, and the last stream position it covers) is stored in one MULTI
+with the reward windows it settles and the positives it recorded; entries are acknowledged
+only after that. On restart the snapshot is loaded and
 entries at or before its position are skipped, so nothing is learned twice or skipped.
 
 One learner per model at a time holds a lease in Redis; other processes stand by and take over
@@ -40,12 +43,13 @@ from engine.learning.features import Featurizer
 from engine.learning.learners import Learner, make_learner
 from engine.learning.serving import pack_weights
 from engine.learning.spec import ModelSpec
-from engine.state.keys import STREAM_DECISIONS, STREAM_FEEDBACK
+from engine.state.keys import STREAM_FEEDBACK
 from engine.state.learning_store import LearningStore, StreamEntry, stream_order
 
 log = logging.getLogger("engine.learner")
 
-STREAMS = (STREAM_DECISIONS, STREAM_FEEDBACK)
+STREAMS = (STREAM_FEEDBACK,)
+"""Only feedback: reward windows are opened by the decision write-back itself."""
 POSITIONS_EVERY_S = 5.0
 
 
@@ -144,9 +148,7 @@ class LearnerWorker:
         fresh = [e for e in entries if not self.state.covered(e)]
         self._unacked.extend(entries)
         report.entries = len(fresh)
-        decisions = [e for e in fresh if e.stream == STREAM_DECISIONS]
         feedback = [e for e in fresh if e.stream == STREAM_FEEDBACK]
-        await self._open_windows(decisions)
         await self._learn_feedback(feedback, report)
         await self._close_windows(report)
         for e in fresh:
@@ -172,17 +174,6 @@ class LearnerWorker:
             if entries:
                 return entries
         return await self.store.read({s: ">" for s in STREAMS}, self.group, self.consumer, count=self.batch, block_ms=block_ms)
-
-    async def _open_windows(self, entries: Sequence[StreamEntry]) -> None:
-        window_ms = self.spec.reward.non_response_after_s * 1000
-        windows: dict[str, int] = {}
-        for e in entries:
-            record = orjson.loads(e.fields[b"d"])
-            if (record.get("model") or {}).get("id") != self.spec.id:
-                continue
-            for t in record["treatments"]:
-                windows[window_member(record["decision_id"], t["id"])] = int(record["ts"]) + window_ms
-        await self.store.open_windows(self.spec.id, windows)
 
     async def _learn_feedback(self, entries: Sequence[StreamEntry], report: StepReport) -> None:
         items = [orjson.loads(e.fields[b"f"]) for e in entries]

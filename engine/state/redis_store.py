@@ -151,6 +151,13 @@ class RedisStore:
             [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, " ".join(counter_fields)],
         )
         pipe.xadd(keys.STREAM_DECISIONS, {"d": payload}, maxlen=self.stream_maxlen, approximate=True)
+        model = record.model or {}
+        if model.get("window_ms") and record.treatments:
+            # The model's reward windows open here, with the decision, so the learner does not
+            # have to read every decision back from the stream to learn its non-responses.
+            due = record.ts + int(model["window_ms"])
+            windows = {f"{record.decision_id}|{t['id']}": due for t in record.treatments}
+            pipe.zadd(keys.model_due(str(model["id"])), windows, nx=True)
         async with self._guard():
             await self._scripts.execute(pipe)
 

@@ -54,7 +54,12 @@ async def shown(store: RedisStore, spec: ModelSpec, ts: int, *treatments: str, t
             {"id": t, "group": "sales", "kind": "offer", "score": 1.0, "propensity": 0.1, "selection_probability": 1.0}
             for t in treatments
         ],
-        model={"id": spec.id, "version": 0, "fingerprint": spec.fingerprint},
+        model={
+            "id": spec.id,
+            "version": 0,
+            "fingerprint": spec.fingerprint,
+            "window_ms": spec.reward.non_response_after_s * 1000,
+        },
         inputs={"customer": {"tier": tier}, "context": {"device": "ios"}},
     )
     await store.write_decision(record, [])
