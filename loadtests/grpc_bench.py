@@ -39,6 +39,7 @@ from typing import Any
 
 import grpc
 import orjson
+import uvloop
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
@@ -79,7 +80,8 @@ def serve(port: int) -> int:
     def ready(bound: int) -> None:
         print(f"{READY_LINE}{bound}", flush=True)
 
-    asyncio.run(serve_grpc(Settings(), "127.0.0.1", port, grace=5.0, on_ready=ready))
+    # The event loop `nba serve` uses, so the figures are the served engine's.
+    uvloop.run(serve_grpc(Settings(), "127.0.0.1", port, grace=5.0, on_ready=ready))
     return 0
 
 
