@@ -21,7 +21,7 @@ import difflib
 import io
 import re
 import tokenize
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -33,6 +33,8 @@ from engine.rules.functions import (
     check_argument,
     function_names,
 )
+from engine.rules.semantics import HELPERS as _HELPERS
+from engine.rules.semantics import NUMBER_TYPES
 from engine.rules.vocabulary import EvalContext, Vocabulary
 
 MAX_SOURCE_CHARS = 1000
@@ -41,7 +43,6 @@ MAX_NODES = 256
 MAX_EXPONENT = 8
 MAX_STRING_CHARS = 200
 MAX_INT = 10**15
-MAX_POW_BITS = 10_000
 """Integer powers whose result would exceed this many bits evaluate to None, so nested
 `((x ** 8) ** 8) ** 8` cannot stall a decision computing a gigantic number."""
 
@@ -81,167 +82,6 @@ class Condition:
             # malformed context (say a namespace that is not a mapping) must not fail a decision.
             return False
 
-
-# --- run-time helpers (the only globals generated code can reach) --------------------------
-
-_NUM = (int, float)
-_EMPTY: dict[str, Any] = {}
-
-
-def _lt(a: Any, b: Any) -> bool:
-    try:
-        return a < b  # type: ignore[no-any-return]
-    except Exception:
-        return False
-
-
-def _le(a: Any, b: Any) -> bool:
-    try:
-        return a <= b  # type: ignore[no-any-return]
-    except Exception:
-        return False
-
-
-def _gt(a: Any, b: Any) -> bool:
-    try:
-        return a > b  # type: ignore[no-any-return]
-    except Exception:
-        return False
-
-
-def _ge(a: Any, b: Any) -> bool:
-    try:
-        return a >= b  # type: ignore[no-any-return]
-    except Exception:
-        return False
-
-
-def _in(a: Any, b: Any) -> bool:
-    if b is None:
-        return False
-    try:
-        return a in b
-    except Exception:
-        return False
-
-
-def _not_in(a: Any, b: Any) -> bool:
-    if b is None:
-        return False
-    try:
-        return a not in b
-    except Exception:
-        return False
-
-
-def _add(a: Any, b: Any) -> Any:
-    if isinstance(a, _NUM) and isinstance(b, _NUM):
-        try:
-            return a + b
-        except Exception:
-            return None
-    # Concatenation stays bounded by the inputs' sizes, unlike repetition, which is refused.
-    if type(a) is type(b) and type(a) in (str, list, tuple):
-        return a + b
-    return None
-
-
-def _sub(a: Any, b: Any) -> Any:
-    if isinstance(a, _NUM) and isinstance(b, _NUM):
-        try:
-            return a - b
-        except Exception:
-            return None
-    return None
-
-
-def _mul(a: Any, b: Any) -> Any:
-    # Numbers only: `'x' * 10**15` would exhaust memory.
-    if isinstance(a, _NUM) and isinstance(b, _NUM):
-        try:
-            return a * b
-        except Exception:
-            return None
-    return None
-
-
-def _div(a: Any, b: Any) -> Any:
-    if isinstance(a, _NUM) and isinstance(b, _NUM):
-        try:
-            return a / b
-        except Exception:
-            return None
-    return None
-
-
-def _floordiv(a: Any, b: Any) -> Any:
-    if isinstance(a, _NUM) and isinstance(b, _NUM):
-        try:
-            return a // b
-        except Exception:
-            return None
-    return None
-
-
-def _mod(a: Any, b: Any) -> Any:
-    # Numbers only: `'%s' % x` is string formatting, a different (and abusable) operation.
-    if isinstance(a, _NUM) and isinstance(b, _NUM):
-        try:
-            return a % b
-        except Exception:
-            return None
-    return None
-
-
-def _pow(a: Any, b: int | float) -> Any:
-    if not isinstance(a, _NUM):
-        return None
-    if isinstance(a, int) and b > 0 and a.bit_length() * b > MAX_POW_BITS:
-        return None
-    try:
-        result = a**b
-    except Exception:
-        return None
-    return None if isinstance(result, complex) else result
-
-
-def _neg(a: Any) -> Any:
-    return -a if isinstance(a, _NUM) else None
-
-
-def _pos(a: Any) -> Any:
-    return +a if isinstance(a, _NUM) else None
-
-
-def _get(obj: Any, key: str) -> Any:
-    if type(obj) is dict:
-        return obj.get(key)
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return None
-
-
-_HELPERS: dict[str, Any] = {
-    "__builtins__": {},
-    "_bool": bool,
-    "_E": _EMPTY,
-    "_lt": _lt,
-    "_le": _le,
-    "_gt": _gt,
-    "_ge": _ge,
-    "_in": _in,
-    "_not_in": _not_in,
-    "_add": _add,
-    "_sub": _sub,
-    "_mul": _mul,
-    "_div": _div,
-    "_floordiv": _floordiv,
-    "_mod": _mod,
-    "_pow": _pow,
-    "_neg": _neg,
-    "_pos": _pos,
-    "_get": _get,
-}
 
 _ORDERING: dict[type[ast.cmpop], str] = {
     ast.Lt: "_lt",
@@ -301,7 +141,7 @@ def _call(helper: str, *args: ast.expr) -> ast.Call:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, _NUM) and not isinstance(value, bool)
+    return isinstance(value, NUMBER_TYPES) and not isinstance(value, bool)
 
 
 def _literal_number(node: ast.expr) -> int | float | None:
