@@ -12,9 +12,10 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import hiredis
 import orjson
 from redis import asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from engine.domain import CustomerState, EventEffects, Feedback, StoredDecision
 from engine.errors import StoreUnavailable
@@ -86,6 +87,43 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"state store error: {exc or type(exc).__name__}") from exc
 
+    async def _raw(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Send commands in one write and read their replies, straight on a pooled connection.
+
+        The two hot-path calls (a decision's read and its write-back) skip redis-py's command
+        machinery (retries, callbacks, observability hooks): in profiles it cost more than the
+        decision itself. Replies that are errors are returned, not raised, so every reply is
+        read and the connection stays in step; a failed connection is dropped, not reused.
+        """
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command([hiredis.pack_command(c) for c in commands], check_health=False)
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+
+    async def _evalsha(self, name: str, keys_: list[str], args: list[Any], *more: tuple[Any, ...]) -> list[Any]:
+        """A script (loaded again if Redis forgot it) and more commands, in one round trip."""
+        sha = self._scripts.shas[name]
+        replies = await self._raw(("EVALSHA", sha, len(keys_), *keys_, *args), *more)
+        if isinstance(replies[0], NoScriptError):
+            await self._scripts.load_all()
+            replies[0] = (await self._raw(("EVALSHA", sha, len(keys_), *keys_, *args)))[0]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
     async def prepare(self) -> None:
         """Load the Lua scripts (also re-done on demand if Redis forgets them)."""
         async with self._guard():
@@ -122,7 +160,7 @@ class RedisStore:
         )
 
     async def _run_read(self, customer_id: str, now_ms: int, with_recent: bool, counters: Sequence[str]) -> Any:
-        return await self._scripts.run(
+        (reply,) = await self._evalsha(
             "read",
             [
                 keys.profile(customer_id),
@@ -138,28 +176,28 @@ class RedisStore:
             ],
             [self.recent_limit if with_recent else 0],
         )
+        return reply
 
     async def write_decision(self, record: StoredDecision, counter_fields: Sequence[str]) -> None:
-        """Counters and record in one script on the customer's node; the stream entry beside it."""
+        """Counters and record in one script on the customer's node; the stream entry (and the
+        model's reward windows) beside it; all in one round trip."""
         cid, now = record.customer_id, record.ts
         payload = orjson.dumps(record)
-        pipe = self.client.pipeline(transaction=False)
-        self._scripts.queue(
-            pipe,
-            "write_decision",
-            [keys.caps_day(cid, now), keys.caps_week(cid, now), keys.decision(record.decision_id), keys.caps_total(cid)],
-            [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, " ".join(counter_fields)],
-        )
-        pipe.xadd(keys.STREAM_DECISIONS, {"d": payload}, maxlen=self.stream_maxlen, approximate=True)
+        more: list[tuple[Any, ...]] = [("XADD", keys.STREAM_DECISIONS, "MAXLEN", "~", self.stream_maxlen, "*", "d", payload)]
         model = record.model or {}
         if model.get("window_ms") and record.treatments:
             # The model's reward windows open here, with the decision, so the learner does not
             # have to read every decision back from the stream to learn its non-responses.
             due = record.ts + int(model["window_ms"])
-            windows = {f"{record.decision_id}|{t['id']}": due for t in record.treatments}
-            pipe.zadd(keys.model_due(str(model["id"])), windows, nx=True)
+            members = [x for t in record.treatments for x in (due, f"{record.decision_id}|{t['id']}")]
+            more.append(("ZADD", keys.model_due(str(model["id"])), "NX", *members))
         async with self._guard():
-            await self._scripts.execute(pipe)
+            await self._evalsha(
+                "write_decision",
+                [keys.caps_day(cid, now), keys.caps_week(cid, now), keys.decision(record.decision_id), keys.caps_total(cid)],
+                [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, " ".join(counter_fields)],
+                *more,
+            )
 
     async def claim_events(self, ids: Sequence[tuple[str, str]]) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)

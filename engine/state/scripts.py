@@ -7,8 +7,7 @@ keeps it to one command each, and makes the write-back atomic (counters and reco
 All keys a script touches belong to one customer (one hash slot), so this works on Redis
 Cluster too.
 
-redis-py's pipelines check `SCRIPT EXISTS` before every execution when scripts are queued;
-we queue EVALSHA ourselves and load a script only when Redis answers NOSCRIPT (after a
+Scripts are called by SHA (EVALSHA) and loaded again only when Redis answers NOSCRIPT (after a
 restart or SCRIPT FLUSH).
 """
 
@@ -109,19 +108,3 @@ class Scripts:
         except NoScriptError:
             await self._load(name)
             return await self.client.evalsha(self.shas[name], len(keys), *keys, *args)
-
-    def queue(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
-        pipe.evalsha(self.shas[name], len(keys), *keys, *args)
-        pipe._nba_scripts = [*getattr(pipe, "_nba_scripts", []), (len(pipe.command_stack) - 1, name, keys, args)]
-
-    async def execute(self, pipe: Any) -> list[Any]:
-        """Execute a pipeline; re-run (alone) any queued script Redis did not know yet."""
-        queued = getattr(pipe, "_nba_scripts", [])
-        results = list(await pipe.execute(raise_on_error=False))
-        for index, name, keys, args in queued:
-            if isinstance(results[index], NoScriptError):
-                results[index] = await self.run(name, keys, args)
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        return results
