@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,15 +14,7 @@ from engine.settings import Settings
 from engine.state.keys import model_served
 from tests.conftest import EXAMPLE_MODELS, EXAMPLE_RULES
 from tests.e2e.conftest import Channel
-
-
-def wait_for(predicate: object, timeout_s: float = 15.0) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if predicate():  # type: ignore[operator]
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout_s} s")
+from tests.processes import NbaProcess, wait_for
 
 
 def accept_some(channel: Channel, n: int) -> None:
@@ -65,26 +52,11 @@ def test_nba_learner_runs_as_its_own_process(
 ) -> None:
     with TestClient(create_app(settings, clock=clock)) as http:  # serving without a learner
         accept_some(Channel(http, clock), 3)
-    env = {
-        **os.environ,
-        "NBA_REDIS_URL": redis_url,
-        "NBA_RULES_DIR": str(EXAMPLE_RULES),
-        "NBA_MODELS_DIR": str(settings.models_dir),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "learner"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    client = Redis.from_url(redis_url)
-    try:
-        wait_for(lambda: client.hget(model_served("response"), "version") is not None, timeout_s=60)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        output = process.communicate()[0].decode()
-        client.close()
-    assert "models response" in output
+    env = {"NBA_REDIS_URL": redis_url, "NBA_RULES_DIR": str(EXAMPLE_RULES), "NBA_MODELS_DIR": str(settings.models_dir)}
+    with NbaProcess("learner", env=env) as learner:
+        wait_for(lambda: redis_sync.hget(model_served("response"), "version") is not None, timeout_s=60)
+        assert learner.stop() == 0
+    assert "models response" in learner.output
 
 
 def test_holdout_customers_get_a_uniformly_random_choice(

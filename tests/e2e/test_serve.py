@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from engine.api.grpc.gen import decision_pb2 as pb
 from engine.api.grpc.gen.decision_pb2_grpc import DecisionServiceStub
 from tests.conftest import EXAMPLE_RULES
+from tests.processes import NbaProcess
 
 
 def free_port() -> int:
@@ -25,10 +25,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def wait_ready(url: str, server: NbaProcess, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited early"
+        assert server.alive(), "the server exited early"
         try:
             if httpx2.get(url, timeout=1).status_code == 200:
                 return
@@ -40,26 +40,10 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60
 
 def test_serve_runs_http_and_grpc_over_one_engine_and_stops_gracefully(redis_url: str, tmp_path: Path) -> None:
     http_port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "NBA_REDIS_URL": redis_url, "NBA_RULES_DIR": str(EXAMPLE_RULES), "NBA_DATA_DIR": str(tmp_path)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--port",
-            str(http_port),
-            "--grpc-port",
-            str(grpc_port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{http_port}/readyz", process)
+    env = {"NBA_REDIS_URL": redis_url, "NBA_RULES_DIR": str(EXAMPLE_RULES), "NBA_DATA_DIR": str(tmp_path)}
+    args = ("serve", "--port", str(http_port), "--grpc-port", str(grpc_port), "--log-level", "warning")
+    with NbaProcess(*args, env=env) as server:
+        wait_ready(f"http://127.0.0.1:{http_port}/readyz", server)
         event = {"event_id": "serve-1", "customer_id": "srv-1", "type": "flight_delayed", "attributes": {"delay_minutes": 90}}
         assert httpx2.post(f"http://127.0.0.1:{http_port}/v1/events", json=event).status_code == 202
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
@@ -68,13 +52,8 @@ def test_serve_runs_http_and_grpc_over_one_engine_and_stops_gracefully(redis_url
             # The event sent over HTTP is seen by a decision over gRPC: one engine, one state.
             reply = DecisionServiceStub(channel).Decide(pb.DecideRequest(customer_id="srv-1", channel="mobile_app"), timeout=5)
             assert reply.treatments[0].id == "apology_upgrade"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        output = process.communicate()[0].decode()
-    assert f"gRPC listening on 127.0.0.1:{grpc_port}" in output
+        assert server.stop() == 0
+    assert f"gRPC listening on 127.0.0.1:{grpc_port}" in server.output
 
 
 def test_serve_refuses_a_broken_rule_set(tmp_path: Path) -> None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 from redis import Redis
@@ -13,24 +9,16 @@ from redis import Redis
 from engine.state import keys
 from tests.conftest import EXAMPLE_RULES
 from tests.e2e.conftest import Channel
-from tests.e2e.test_learning import wait_for
+from tests.processes import NbaProcess, wait_for
 
 
 def test_nba_worker_fires_due_timers_and_stops_cleanly(channel: Channel, redis_url: str, redis_sync: Redis) -> None:
     hour_ago = int(time.time() * 1000) - 3_600_000  # the worker runs on the real clock
     body = {"event_id": "w1", "customer_id": "ben", "type": "cart_add", "ts": hour_ago, "attributes": {"sku": "A", "price": 5}}
     assert channel.http.post("/v1/events", json=body).status_code == 202
-    env = {**os.environ, "NBA_REDIS_URL": redis_url, "NBA_RULES_DIR": str(EXAMPLE_RULES)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
+    env = {"NBA_REDIS_URL": redis_url, "NBA_RULES_DIR": str(EXAMPLE_RULES)}
+    with NbaProcess("worker", env=env) as worker:
         wait_for(lambda: redis_sync.hget(keys.flags("ben"), "cart_abandoned") is not None, timeout_s=60)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        output = process.communicate()[0].decode()
-    assert "timer worker" in output
+        assert worker.stop() == 0
+    assert "timer worker" in worker.output
     assert int(redis_sync.hget(keys.flags("ben"), "cart_abandoned")) == hour_ago + 30 * 60_000 + 3 * 86_400_000
