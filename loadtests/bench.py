@@ -507,20 +507,7 @@ class Server:
     def stop(self) -> None:
         """SIGINT (uvicorn's graceful shutdown), then SIGTERM, then SIGKILL to the server's process
         group; finally make sure no embedded Redis of this run is left behind."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            for sig, wait_s in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, sig)
-                try:
-                    proc.wait(wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        if self.redis_url is None:
-            for pid in self.embedded_redis_pids():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+        stop_server(self.proc, [] if self.redis_url is not None else self.embedded_redis_pids())
         if self._pump is not None:
             self._pump.join(5)
         if self._log is not None:
@@ -528,6 +515,23 @@ class Server:
 
 
 # -- reporting ------------------------------------------------------------------------------------
+
+
+def stop_server(proc: subprocess.Popen[bytes] | None, redis_pids: list[int]) -> None:
+    """SIGINT (graceful shutdown), then SIGTERM, then SIGKILL to the server's process group;
+    then the embedded Redis processes it left, if any."""
+    if proc is not None and proc.poll() is None:
+        for sig, wait_s in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    for pid in redis_pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def git_revision() -> str | None:

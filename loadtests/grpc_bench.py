@@ -58,6 +58,7 @@ from loadtests.bench import (
     percentile,
     print_report,
     proc_cpu_seconds,
+    stop_server,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,20 +155,7 @@ class Server:
         return [pid for pid in found if pid not in ours]
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            for sig, wait_s in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, sig)
-                try:
-                    proc.wait(wait_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        if self.redis_url is None:
-            for pid in self.redis_pids():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+        stop_server(self.proc, [] if self.redis_url is not None else self.redis_pids())
 
 
 # -- the load -------------------------------------------------------------------------------------
