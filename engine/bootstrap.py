@@ -114,6 +114,7 @@ async def open_engine(
         stop.set()
         follower.cancel()  # it may be waiting on pub/sub; nothing to finish
         await asyncio.gather(follower, *tasks, return_exceptions=True)
+        await store.aclose()
         if owns_client:
             await client.aclose()
         if embedded is not None:

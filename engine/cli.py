@@ -39,6 +39,7 @@ async def seed_customers(settings: Settings, count: int, seed: int) -> int:
             await store.seed_profiles(chunk)
             written += len(chunk)
     finally:
+        await store.aclose()
         await client.aclose()
         if embedded is not None:
             embedded.close()

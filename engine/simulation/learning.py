@@ -145,36 +145,38 @@ async def run_learning(
         registry = ModelRegistry(specs)
         clock = FixedClock(1_795_428_000_000)
         store = RedisStore(client, decision_ttl_s=7 * 86_400, dedup_ttl_s=86_400, recent_limit=10, stream_maxlen=10_000_000)
-        await store.prepare()
-        learning = LearningStore(client)
-        rng = np.random.default_rng(seed)
-        service = DecisionService(store, rules, clock, models=registry, rng=np.random.default_rng(seed + 1))
-        worker = LearnerWorker(learning, specs[0], clock, consumer="simulation", snapshot_every_s=0.0, batch=5_000)
-        await worker.restore()
-        await store.seed_profiles([(f"sim-{i}", {"segment": SEGMENTS[i % len(SEGMENTS)]}) for i in range(customers)])
-        prior_choice = greedy_choice(registry, rules)
+        try:
+            await store.prepare()
+            learning = LearningStore(client)
+            rng = np.random.default_rng(seed)
+            service = DecisionService(store, rules, clock, models=registry, rng=np.random.default_rng(seed + 1))
+            worker = LearnerWorker(learning, specs[0], clock, consumer="simulation", snapshot_every_s=0.0, batch=5_000)
+            await worker.restore()
+            await store.seed_profiles([(f"sim-{i}", {"segment": SEGMENTS[i % len(SEGMENTS)]}) for i in range(customers)])
+            prior_choice = greedy_choice(registry, rules)
 
-        accepted = 0
-        curve: list[tuple[int, float]] = []
-        for n in range(1, decisions + 1):
-            i = int(rng.integers(customers))
-            segment = SEGMENTS.index(SEGMENTS[i % len(SEGMENTS)])
-            decision = await service.decide(DecisionRequest(f"sim-{i}", "web"))
-            for t in decision.treatments:
-                if rng.random() < TRUE_P[segment, OFFERS.index(t.id)]:
-                    accepted += 1
-                    await service.record_feedback(Feedback(f"fb-{n}-{t.id}", decision.decision_id, t.id, "accept"))
-            clock.advance(seconds=1)
-            if n % learn_every == 0:
-                while (await worker.step(block_ms=None)).entries:
-                    pass
-                await registry.refresh(learning)
-                if n % (learn_every * 10) == 0:
-                    value = policy_value(greedy_choice(registry, rules))
-                    curve.append((n, value))
-                    if on_progress is not None:
-                        on_progress(n, value)
-
+            accepted = 0
+            curve: list[tuple[int, float]] = []
+            for n in range(1, decisions + 1):
+                i = int(rng.integers(customers))
+                segment = SEGMENTS.index(SEGMENTS[i % len(SEGMENTS)])
+                decision = await service.decide(DecisionRequest(f"sim-{i}", "web"))
+                for t in decision.treatments:
+                    if rng.random() < TRUE_P[segment, OFFERS.index(t.id)]:
+                        accepted += 1
+                        await service.record_feedback(Feedback(f"fb-{n}-{t.id}", decision.decision_id, t.id, "accept"))
+                clock.advance(seconds=1)
+                if n % learn_every == 0:
+                    while (await worker.step(block_ms=None)).entries:
+                        pass
+                    await registry.refresh(learning)
+                    if n % (learn_every * 10) == 0:
+                        value = policy_value(greedy_choice(registry, rules))
+                        curve.append((n, value))
+                        if on_progress is not None:
+                            on_progress(n, value)
+        finally:
+            await store.aclose()
         learned = greedy_choice(registry, rules)
         return LearningRun(
             decisions=decisions,

@@ -12,15 +12,15 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import hiredis
 import orjson
 from redis import asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from engine.domain import CustomerState, EventEffects, Feedback, StoredDecision
 from engine.errors import StoreUnavailable
 from engine.rules.triggers import TriggerEffects
 from engine.state import keys
+from engine.state.multiplex import Multiplexer
 from engine.state.scripts import SCRIPTS, Scripts
 
 PURCHASES_KEPT = 50
@@ -67,6 +67,7 @@ class RedisStore:
     ) -> None:
         self.client = client
         self.timeout_s = timeout_s
+        self.multiplexer = Multiplexer(client.connection_pool, connect_timeout_s=timeout_s)
         self._scripts = Scripts(client, SCRIPTS)
         self.decision_ttl_s = decision_ttl_s
         self.dedup_ttl_s = dedup_ttl_s
@@ -88,29 +89,19 @@ class RedisStore:
             raise StoreUnavailable(f"state store error: {exc or type(exc).__name__}") from exc
 
     async def _raw(self, *commands: tuple[Any, ...]) -> list[Any]:
-        """Send commands in one write and read their replies, straight on a pooled connection.
+        """Send commands together and read their replies, over the shared hot-path connection.
 
-        The two hot-path calls (a decision's read and its write-back) skip redis-py's command
-        machinery (retries, callbacks, observability hooks): in profiles it cost more than the
-        decision itself. Replies that are errors are returned, not raised, so every reply is
-        read and the connection stays in step; a failed connection is dropped, not reused.
+        The hot-path calls (a decision's read and its write-back) skip redis-py's command
+        machinery (pool checkout, retries, callbacks, observability hooks), which in profiles
+        cost more than the decision itself, and are batched with every other request's commands
+        issued in the same loop turn (see engine.state.multiplex). Replies that are errors are
+        returned, not raised.
         """
-        pool = self.client.connection_pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_packed_command([hiredis.pack_command(c) for c in commands], check_health=False)
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
-            return replies
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
+        return await self.multiplexer.execute(*commands)
+
+    async def aclose(self) -> None:
+        """Close the hot-path connection (the client passed in is the caller's to close)."""
+        self.multiplexer.close()
 
     async def _evalsha(self, name: str, keys_: list[str], args: list[Any], *more: tuple[Any, ...]) -> list[Any]:
         """A script (loaded again if Redis forgot it) and more commands, in one round trip."""
@@ -350,10 +341,13 @@ class RedisStore:
             return _ints(await self.client.hgetall(keys.responses(customer_id)))
 
     async def bare_read(self, customer_id: str) -> bytes:
-        """One HGETALL, nothing else: the benchmark's baseline for what a Redis-backed endpoint costs."""
+        """One HGETALL over the decisions' own connection, nothing else: the benchmark's baseline
+        for what a Redis-backed endpoint costs."""
         async with self._guard():
-            raw = await self.client.hgetall(keys.profile(customer_id))
-        return orjson.dumps({k.decode(): v.decode() for k, v in raw.items()})
+            (flat,) = await self._raw(("HGETALL", keys.profile(customer_id)))
+            if isinstance(flat, Exception):
+                raise flat
+        return orjson.dumps({k.decode(): v.decode() for k, v in _pairs(flat).items()})
 
     async def seed_profiles(self, profiles: Sequence[tuple[str, dict[str, Any]]]) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -31,10 +32,11 @@ def spec() -> ModelSpec:
 
 
 @pytest.fixture
-async def stores(redis_async: aioredis.Redis) -> tuple[RedisStore, LearningStore]:
+async def stores(redis_async: aioredis.Redis) -> AsyncIterator[tuple[RedisStore, LearningStore]]:
     store = RedisStore(redis_async, decision_ttl_s=7 * 86_400, dedup_ttl_s=600, recent_limit=10, stream_maxlen=100_000)
     await store.prepare()
-    return store, LearningStore(redis_async)
+    yield store, LearningStore(redis_async)
+    await store.aclose()
 
 
 _n = iter(range(10**6))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,11 @@ def decision(i: int, **extra: Any) -> StoredDecision:
 
 
 @pytest.fixture
-async def store(redis_async: aioredis.Redis) -> RedisStore:
+async def store(redis_async: aioredis.Redis) -> AsyncIterator[RedisStore]:
     s = RedisStore(redis_async, decision_ttl_s=3600, dedup_ttl_s=600, recent_limit=5, stream_maxlen=10_000)
     await s.prepare()
-    return s
+    yield s
+    await s.aclose()
 
 
 async def write(store: RedisStore, records: list[StoredDecision]) -> None:

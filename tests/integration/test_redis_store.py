@@ -33,15 +33,28 @@ def counting(base: type) -> type:
     return Counting
 
 
+class Writes:
+    """Socket writes since the store was prepared, over pooled connections and the hot-path one."""
+
+    def __init__(self, connection_class: Any, store: RedisStore) -> None:
+        self.connection_class = connection_class
+        self.start = connection_class.sends + store.multiplexer.writes
+        self.store = store
+
+    @property
+    def sends(self) -> int:
+        return self.connection_class.sends + self.store.multiplexer.writes - self.start
+
+
 @pytest.fixture
-async def counted(redis_url: str, redis_sync: Redis) -> AsyncIterator[tuple[RedisStore, type]]:
+async def counted(redis_url: str, redis_sync: Redis) -> AsyncIterator[tuple[RedisStore, Writes]]:
     pool = aioredis.ConnectionPool.from_url(redis_url)
     pool.connection_class = counting(pool.connection_class)
     client = aioredis.Redis.from_pool(pool)
     store = RedisStore(client, decision_ttl_s=3600, dedup_ttl_s=600, recent_limit=5, stream_maxlen=10_000)
     await store.prepare()
-    pool.connection_class.sends = 0
-    yield store, pool.connection_class
+    yield store, Writes(pool.connection_class, store)
+    await store.aclose()
     await client.aclose()
 
 
@@ -53,7 +66,7 @@ def event(i: int, type_: str = "page_view", customer: str = "c1", **attrs: Any) 
     return Event(f"e{i}", customer, type_, T0 + i, "web", attrs)
 
 
-async def test_reading_a_customer_is_one_round_trip(counted: tuple[RedisStore, type]) -> None:
+async def test_reading_a_customer_is_one_round_trip(counted: tuple[RedisStore, Writes]) -> None:
     store, conn = counted
     state = await store.read_customer("nobody", T0, with_recent=True)
     assert conn.sends == 1
@@ -62,7 +75,7 @@ async def test_reading_a_customer_is_one_round_trip(counted: tuple[RedisStore, t
     assert conn.sends == 2
 
 
-async def test_decision_write_back_is_one_round_trip_with_ttls(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+async def test_decision_write_back_is_one_round_trip_with_ttls(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
     store, conn = counted
     record = StoredDecision(D1, "c1", "web", None, T0, "v1", [{"id": "a", "group": "sales", "score": 1.0, "propensity": 0.1}])
     await store.write_decision(record, ["t:a", "g:sales"])
@@ -80,7 +93,7 @@ async def test_decision_write_back_is_one_round_trip_with_ttls(counted: tuple[Re
     assert state.caps_day == {"t:a": 1, "g:sales": 1} and state.caps_week["g:sales"] == 1
 
 
-async def test_scripts_forgotten_by_redis_are_reloaded(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+async def test_scripts_forgotten_by_redis_are_reloaded(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
     store, _ = counted
     redis_sync.script_flush()
     record = StoredDecision(D1, "c1", "web", None, T0, "v1", [])
@@ -89,7 +102,7 @@ async def test_scripts_forgotten_by_redis_are_reloaded(counted: tuple[RedisStore
     assert redis_sync.xlen(keys.STREAM_DECISIONS) == 1, "the stream entry is written once, not again on reload"
 
 
-async def test_event_claims_deduplicate_and_expire(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+async def test_event_claims_deduplicate_and_expire(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
     store, conn = counted
     assert await store.claim_events([("c1", "e1"), ("c2", "e1")]) == [True, True]
     assert await store.claim_events([("c1", "e1"), ("c1", "e2")]) == [False, True]
@@ -99,7 +112,7 @@ async def test_event_claims_deduplicate_and_expire(counted: tuple[RedisStore, ty
     assert await store.claim_events([("c1", "e1")]) == [True]
 
 
-async def test_applied_events_update_state_in_one_round_trip(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+async def test_applied_events_update_state_in_one_round_trip(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
     store, conn = counted
     effects = [
         effects_of(event(1, "cart_add", sku="A1", price=20.0, qty=2), VOCAB, T0),
@@ -120,7 +133,7 @@ async def test_applied_events_update_state_in_one_round_trip(counted: tuple[Redi
     assert (await store.read_customer("c1", T0, with_recent=False)).cart == {}
 
 
-async def test_feedback_joins_a_stored_decision_once(counted: tuple[RedisStore, type], redis_sync: Redis) -> None:
+async def test_feedback_joins_a_stored_decision_once(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
     store, _ = counted
     assert await store.claim_feedback("f1", "missing") == (None, False)
     record = StoredDecision(D1, "c1", "web", None, T0, "v1", [{"id": "a", "group": "g", "score": 1.0, "propensity": 0.1}])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -23,11 +24,12 @@ MINUTE = 60_000
 
 
 @pytest.fixture
-async def world(redis_async: aioredis.Redis, clock: FixedClock) -> tuple[DecisionService, TimerWorker, RedisStore]:
+async def world(redis_async: aioredis.Redis, clock: FixedClock) -> AsyncIterator[tuple[DecisionService, TimerWorker, RedisStore]]:
     store = RedisStore(redis_async, decision_ttl_s=86_400, dedup_ttl_s=86_400, recent_limit=10, stream_maxlen=100_000)
     await store.prepare()
     rules = RuleRegistry.from_directory(EXAMPLE_RULES)
-    return DecisionService(store, rules, clock), TimerWorker(store, rules, clock, batch=7, lease_ms=MINUTE), store
+    yield DecisionService(store, rules, clock), TimerWorker(store, rules, clock, batch=7, lease_ms=MINUTE), store
+    await store.aclose()
 
 
 World = tuple[DecisionService, TimerWorker, RedisStore]
@@ -101,6 +103,7 @@ async def test_timers_survive_a_restart(
         fresh = TimerWorker(store, RuleRegistry.from_directory(EXAMPLE_RULES), clock)
         clock.advance(minutes=31)
         assert await fresh.fire_due() == 1
+        await store.aclose()
     finally:
         await client.aclose()
     assert flag(redis_sync, "c1") is not None

@@ -34,7 +34,9 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
+    # per request for what is an attribute lookup.
     engine: Engine = request.app.state.engine
     return engine
 
@@ -114,7 +116,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def decide(http_request: Request) -> Response:
         """What to show this customer, now, on this channel and placement."""
         body = _parse(DECISION, await http_request.body())
-        engine = get_engine(http_request)
+        engine: Engine = http_request.app.state.engine
         request = domain.DecisionRequest(
             body.customer_id, body.channel, body.placement, body.context, body.limit, body.event, body.explain
         )
@@ -131,7 +133,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def record_events(http_request: Request) -> Response:
         """One event, or `{events: [...]}` (a batch is validated whole before any of it is applied)."""
         body = _parse(EVENTS, await http_request.body())
-        engine = get_engine(http_request)
+        engine: Engine = http_request.app.state.engine
         events = [_event(e) for e in body.events] if isinstance(body, schemas.EventBatchRequest) else [_event(body)]
         result = await engine.service.record_events(events)
         return json_response({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
@@ -147,7 +149,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def record_feedback(http_request: Request) -> Response:
         """The customer's response to a treatment of an earlier decision."""
         body = _parse(FEEDBACK, await http_request.body())
-        engine = get_engine(http_request)
+        engine: Engine = http_request.app.state.engine
         fb = domain.Feedback(body.feedback_id, body.decision_id, body.treatment_id, body.outcome, body.value, body.ts)
         result = await engine.service.record_feedback(fb)
         return json_response({"accepted": result.accepted, "duplicate": result.duplicate}, 202)

@@ -1,0 +1,111 @@
+"""The shared hot-path connection against a real server: batching, order, failures, set-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis import Redis
+from redis import asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from engine.state.multiplex import Multiplexer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def pool(redis_url: str, redis_sync: Redis) -> AsyncIterator[aioredis.ConnectionPool]:
+    pool = aioredis.ConnectionPool.from_url(redis_url)
+    yield pool
+    await pool.disconnect()
+
+
+@pytest.fixture
+async def mux(pool: aioredis.ConnectionPool) -> AsyncIterator[Multiplexer]:
+    m = Multiplexer(pool)
+    yield m
+    m.close()
+
+
+async def test_concurrent_callers_share_writes_and_each_gets_its_own_replies(mux: Multiplexer, redis_sync: Redis) -> None:
+    redis_sync.mset({f"k{i}": f"v{i}" for i in range(300)})
+
+    async def one(i: int) -> list[object]:
+        return await mux.execute(("GET", f"k{i}"), ("STRLEN", f"k{i}"))
+
+    replies = await asyncio.gather(*(one(i) for i in range(300)))
+    assert replies == [[f"v{i}".encode(), len(f"v{i}")] for i in range(300)]
+    # The 300 callers queued in one loop turn went out together, after the connection set-up.
+    assert mux.writes <= 3, mux.writes
+    assert mux.in_flight == 0
+
+
+async def test_an_error_reply_is_returned_in_place_and_the_rest_still_answer(mux: Multiplexer, redis_sync: Redis) -> None:
+    redis_sync.set("s", "text")
+    replies = await mux.execute(("INCR", "s"), ("EVALSHA", "0" * 40, 0), ("GET", "s"))
+    assert isinstance(replies[0], ResponseError) and "not an integer" in str(replies[0])
+    assert isinstance(replies[1], NoScriptError)
+    assert replies[2] == b"text"
+
+
+async def test_a_caller_that_gives_up_does_not_put_the_connection_out_of_step(mux: Multiplexer, redis_sync: Redis) -> None:
+    redis_sync.set("after", "right")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await mux.execute(("BLPOP", "never-filled", 0.3))  # answers (nil) only after 0.3 s
+    # Queued behind the abandoned reply: it must get its own, not the BLPOP's.
+    assert await mux.execute(("GET", "after")) == [b"right"]
+    assert mux.in_flight == 0
+
+
+async def test_a_killed_connection_fails_its_callers_and_the_next_call_reconnects(mux: Multiplexer, redis_sync: Redis) -> None:
+    assert await mux.execute(("PING",)) == [b"PONG"]
+    pending = asyncio.ensure_future(mux.execute(("BLPOP", "never-filled", 5)))
+    await asyncio.sleep(0.05)
+    assert redis_sync.client_kill_filter(_type="normal", skipme=True) >= 1  # kills the hot-path connection
+    with pytest.raises(RedisConnectionError):
+        await asyncio.wait_for(pending, 2)
+    await asyncio.sleep(0)
+    assert await mux.execute(("SET", "back", "1"), ("GET", "back")) == [b"OK", b"1"]
+    assert any(c["name"] == "nba-hot-path" for c in redis_sync.client_list())
+
+
+async def test_too_many_commands_in_flight_fail_at_once(pool: aioredis.ConnectionPool) -> None:
+    mux = Multiplexer(pool, max_in_flight=2)
+    try:
+        assert await mux.execute(("PING",), ("PING",)) == [b"PONG", b"PONG"]
+        with pytest.raises(RedisConnectionError, match="in flight"):
+            await mux.execute(("PING",), ("PING",), ("PING",))
+    finally:
+        mux.close()
+
+
+async def test_the_database_number_of_the_url_is_selected(pool: aioredis.ConnectionPool, redis_url: str) -> None:
+    pool.connection_kwargs["db"] = 5
+    mux = Multiplexer(pool)
+    other = Redis.from_url(redis_url, db=5)
+    try:
+        await mux.execute(("SET", "in-db-5", "yes"))
+        assert other.get("in-db-5") == b"yes"
+        assert Redis.from_url(redis_url).get("in-db-5") is None
+    finally:
+        other.flushdb()
+        other.close()
+        mux.close()
+
+
+async def test_credentials_are_sent_and_a_refusal_is_a_connection_error(redis_url: str, redis_sync: Redis) -> None:
+    redis_sync.acl_setuser("nba-test", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"])
+    try:
+        good = aioredis.ConnectionPool.from_url(redis_url, username="nba-test", password="s3cret")
+        mux = Multiplexer(good)
+        assert await mux.execute(("ACL", "WHOAMI")) == [b"nba-test"]
+        mux.close()
+        bad = aioredis.ConnectionPool.from_url(redis_url, username="nba-test", password="wrong")
+        with pytest.raises(RedisConnectionError, match="refused the connection set-up"):
+            await Multiplexer(bad).execute(("PING",))
+    finally:
+        redis_sync.acl_deluser("nba-test")
