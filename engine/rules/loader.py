@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from engine.equity.config import EquityConfig
 from engine.errors import RuleProblem, RuleSetError, SourcePos
 from engine.rules.conditions import Condition, ConditionError, compile_condition
 from engine.rules.ruleset import CompiledTreatment, RuleSet
@@ -230,7 +231,7 @@ def load_ruleset(directory: Path | str) -> RuleSet:
         if rule_file is not None:
             parsed.append((doc, rule_file))
 
-    fields, arbitration, event_types = _singletons(parsed, problems)
+    fields, arbitration, equity, event_types = _singletons(parsed, problems)
     flags, counters = _trigger_names(parsed)
     questions = {q.id: q.field for _, rf in parsed for q in rf.questions if q is not None}
     vocab = Vocabulary.build(fields.customer, fields.context, event_types, flags, counters, questions)
@@ -302,6 +303,7 @@ def load_ruleset(directory: Path | str) -> RuleSet:
         vocabulary=vocab,
         source_dir=str(directory),
         triggers=tuple(triggers),
+        equity=equity,
     )
 
 
@@ -365,27 +367,31 @@ def _compile_triggers(
     return out
 
 
+SINGLETONS = ("fields", "arbitration", "equity")
+
+
 def _singletons(
     parsed: list[tuple[YamlDocument, RuleFile]], problems: list[RuleProblem]
-) -> tuple[Fields, Arbitration, list[str]]:
-    """Sections that may appear in one file only (`fields`, `arbitration`); event types merge."""
-    fields: Fields | None = None
-    arbitration: Arbitration | None = None
+) -> tuple[Fields, Arbitration, EquityConfig, list[str]]:
+    """Sections that may appear in one file only (SINGLETONS); event types merge."""
+    found: dict[str, Any] = {}
     event_types: list[str] = []
     for doc, rf in parsed:
         event_types.extend(rf.event_types)
-        for section in ("fields", "arbitration"):
+        for section in SINGLETONS:
             value = getattr(rf, section)
             if value is None:
                 continue
-            current = fields if section == "fields" else arbitration
-            if current is not None:
+            if section in found:
                 pos = doc.pos_of((section,))
                 problems.append(
                     RuleProblem(pos, f"section `{section}` is defined in more than one file", doc.line_text(pos.line))
                 )
-            elif section == "fields":
-                fields = value
             else:
-                arbitration = value
-    return fields or Fields(), arbitration or Arbitration(), event_types
+                found[section] = value
+    return (
+        found.get("fields") or Fields(),
+        found.get("arbitration") or Arbitration(),
+        found.get("equity") or EquityConfig.default(),
+        event_types,
+    )

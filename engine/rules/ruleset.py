@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from engine.equity.config import EquityConfig
 from engine.rules.conditions import Condition
 from engine.rules.schema import Arbitration, FrequencyCapPolicy, SuppressionPolicy
 from engine.rules.triggers import CompiledTrigger
@@ -75,6 +76,7 @@ class RuleSet:
     vocabulary: Vocabulary
     source_dir: str = ""
     triggers: tuple[CompiledTrigger, ...] = ()
+    equity: EquityConfig = field(default_factory=EquityConfig.default)
     _candidates: dict[tuple[str, str | None], tuple[CompiledTreatment, ...]] = field(default_factory=dict, repr=False)
     _history: dict[tuple[str, str | None], bool] = field(default_factory=dict, repr=False)
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.domain import CHANNELS
+from engine.equity.config import EquityConfig
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 ChannelName = Literal["web", "mobile_app", "call_center", "email", "sms", "push", "social"]
@@ -214,6 +215,7 @@ class RuleFile(Strict):
     fields: Fields | None = None
     event_types: list[Identifier] = Field(default_factory=list, description="Event types beyond the built-in ones.")
     arbitration: Arbitration | None = None
+    equity: EquityConfig | None = None
     contact_policies: list[ContactPolicy] = Field(default_factory=list)
     treatments: list[Treatment] = Field(default_factory=list)
     triggers: list[Trigger] = Field(default_factory=list)

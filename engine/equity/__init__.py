@@ -1,0 +1,1 @@
+"""Customer equity: value facts, the four indices, the equity score and tiers."""
