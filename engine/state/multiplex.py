@@ -42,6 +42,11 @@ def _reply_error(message: str) -> ResponseError:
     return ResponseError(message)
 
 
+def _expire(future: asyncio.Future[list[Any]]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("no reply from Redis in time"))
+
+
 class _Waiter:
     __slots__ = ("future", "remaining", "replies")
 
@@ -116,12 +121,38 @@ class Multiplexer:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
 
-    async def execute(self, *commands: Sequence[Any]) -> list[Any]:
+    async def execute(self, *commands: Sequence[Any], within_s: float | None = None) -> list[Any]:
         """Replies to `commands`, in order; error replies are returned as exceptions, not raised,
-        so a caller can tell which command failed."""
+        so a caller can tell which command failed.
+
+        Past `within_s` seconds (connecting included) it raises TimeoutError. That is a timer on
+        the reply's future rather than asyncio.timeout, which costs several times more per call
+        and, twice per decision, showed in profiles.
+        """
+        if within_s is None:
+            return await self._execute(commands)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        if self._protocol is None:
+            async with asyncio.timeout_at(deadline):
+                await self._connect()
+        future = self._submit(commands)
+        handle = loop.call_at(deadline, _expire, future)
+        try:
+            return await future
+        finally:
+            handle.cancel()
+
+    async def _execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        if self._protocol is None:
+            await self._connect()
+        return await self._submit(commands)
+
+    def _submit(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future[list[Any]]:
+        """Queue `commands` on the live connection; the future gets their replies."""
         protocol = self._protocol
-        if protocol is None:
-            protocol = await self._connect()
+        if protocol is None:  # lost between connecting and now
+            raise RedisConnectionError("connection to Redis lost")
         if self.in_flight + len(commands) > self.max_in_flight:
             raise RedisConnectionError(f"more than {self.max_in_flight} Redis commands in flight")
         future = self._expect(protocol, len(commands))
@@ -129,7 +160,7 @@ class Multiplexer:
         if not protocol.flush_scheduled:
             protocol.flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush, protocol)
-        return await future
+        return future
 
     def _expect(self, protocol: _Protocol, count: int) -> asyncio.Future[list[Any]]:
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()

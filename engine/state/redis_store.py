@@ -97,7 +97,10 @@ class RedisStore:
         issued in the same loop turn (see engine.state.multiplex). Replies that are errors are
         returned, not raised.
         """
-        return await self.multiplexer.execute(*commands)
+        try:
+            return await self.multiplexer.execute(*commands, within_s=self.timeout_s)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"state store error: {exc or type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
         """Close the hot-path connection (the client passed in is the caller's to close)."""
@@ -108,11 +111,12 @@ class RedisStore:
         sha = self._scripts.shas[name]
         replies = await self._raw(("EVALSHA", sha, len(keys_), *keys_, *args), *more)
         if isinstance(replies[0], NoScriptError):
-            await self._scripts.load_all()
+            async with self._guard():
+                await self._scripts.load_all()
             replies[0] = (await self._raw(("EVALSHA", sha, len(keys_), *keys_, *args)))[0]
         for reply in replies:
             if isinstance(reply, Exception):
-                raise reply
+                raise StoreUnavailable(f"state store error: {reply}") from reply
         return replies
 
     async def prepare(self) -> None:
@@ -134,8 +138,7 @@ class RedisStore:
     async def read_customer(
         self, customer_id: str, now_ms: int, *, with_recent: bool, counters: Sequence[str] = ()
     ) -> CustomerState:
-        async with self._guard():
-            res = await self._run_read(customer_id, now_ms, with_recent, counters)
+        res = await self._run_read(customer_id, now_ms, with_recent, counters)
         return CustomerState(
             customer_id=customer_id,
             profile=_loads_hash(_pairs(res[0])),
@@ -182,13 +185,12 @@ class RedisStore:
             due = record.ts + int(model["window_ms"])
             members = [x for t in record.treatments for x in (due, f"{record.decision_id}|{t['id']}")]
             more.append(("ZADD", keys.model_due(str(model["id"])), "NX", *members))
-        async with self._guard():
-            await self._evalsha(
-                "write_decision",
-                [keys.caps_day(cid, now), keys.caps_week(cid, now), keys.decision(record.decision_id), keys.caps_total(cid)],
-                [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, " ".join(counter_fields)],
-                *more,
-            )
+        await self._evalsha(
+            "write_decision",
+            [keys.caps_day(cid, now), keys.caps_week(cid, now), keys.decision(record.decision_id), keys.caps_total(cid)],
+            [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, " ".join(counter_fields)],
+            *more,
+        )
 
     async def claim_events(self, ids: Sequence[tuple[str, str]]) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
@@ -343,10 +345,9 @@ class RedisStore:
     async def bare_read(self, customer_id: str) -> bytes:
         """One HGETALL over the decisions' own connection, nothing else: the benchmark's baseline
         for what a Redis-backed endpoint costs."""
-        async with self._guard():
-            (flat,) = await self._raw(("HGETALL", keys.profile(customer_id)))
-            if isinstance(flat, Exception):
-                raise flat
+        (flat,) = await self._raw(("HGETALL", keys.profile(customer_id)))
+        if isinstance(flat, Exception):
+            raise StoreUnavailable(f"state store error: {flat}")
         return orjson.dumps({k.decode(): v.decode() for k, v in _pairs(flat).items()})
 
     async def seed_profiles(self, profiles: Sequence[tuple[str, dict[str, Any]]]) -> None:

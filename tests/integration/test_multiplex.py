@@ -61,6 +61,18 @@ async def test_a_caller_that_gives_up_does_not_put_the_connection_out_of_step(mu
     assert mux.in_flight == 0
 
 
+async def test_a_reply_later_than_its_deadline_is_a_timeout_and_the_next_call_still_answers(
+    mux: Multiplexer, redis_sync: Redis
+) -> None:
+    redis_sync.set("after", "right")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await mux.execute(("BLPOP", "never-filled", 0.5), within_s=0.05)
+    assert loop.time() - started < 0.4, "the deadline, not the reply, ended the wait"
+    assert await mux.execute(("GET", "after"), within_s=2) == [b"right"]
+
+
 async def test_a_killed_connection_fails_its_callers_and_the_next_call_reconnects(mux: Multiplexer, redis_sync: Redis) -> None:
     assert await mux.execute(("PING",)) == [b"PONG"]
     pending = asyncio.ensure_future(mux.execute(("BLPOP", "never-filled", 5)))
