@@ -29,6 +29,7 @@ from engine.scoring.kernels import score_candidates
 from engine.state.keys import group_cap_field, treatment_cap_field
 
 _NO_WEIGHTS = np.zeros(1, np.float64)
+_NO_STATS = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +105,9 @@ def score(
     """One kernel call for every candidate. Without published weights the propensity is the prior."""
     n = len(treatments)
     learned = model is not None and model.weights is not None
+    stats = model.stats if learned else {}  # type: ignore[union-attr]
     rows = [
-        (
-            t.prior_alpha,
-            t.prior_beta,
-            w * t.value * t.lever,
-            model.evidence.get(t.id, 0.0) if learned else 0.0,  # type: ignore[union-attr]
-            model.successes.get(t.id, 0.0) if learned else 0.0,  # type: ignore[union-attr]
-            model.failures.get(t.id, 0.0) if learned else 0.0,  # type: ignore[union-attr]
-        )
+        (t.prior_alpha, t.prior_beta, w * t.value * t.lever, *stats.get(t.id, _NO_STATS))
         for t, w in zip(treatments, weights, strict=True)
     ]
     cols = np.array(rows, dtype=np.float64).reshape(n, 6).T
@@ -151,23 +146,29 @@ def decide(
     as "has never purchased" would be true of an empty state, so only fallbacks are safe."""
     ctx = eval_context(state, request, now_ms)
     suppressed = rules.active_suppressions(state.last, now_ms)
+    explain = request.explain
     verdicts: list[Verdict] = []
     suitable: list[CompiledTreatment] = []
     weights: list[float] = []
     for t in () if fallback_only else rules.candidates(request.channel, request.placement):
+        # Reasons are only worded when asked for: most requests do not explain, and wording
+        # a reason for every dropped candidate was a measurable share of a decision.
         if t.eligibility is not None and not t.eligibility(ctx):
-            verdicts.append(Verdict(t.id, "eligibility", f"condition is false: {t.eligibility.source}"))
+            if explain:
+                verdicts.append(Verdict(t.id, "eligibility", f"condition is false: {t.eligibility.source}"))
             continue
         reason = cap_reason(t, state.caps_day, state.caps_week, state.caps_total)
         if reason is not None:
-            verdicts.append(Verdict(t.id, "cap", reason))
+            if explain:
+                verdicts.append(Verdict(t.id, "cap", reason))
             continue
         if t.group in suppressed:
-            policy_id, _until = suppressed[t.group]
-            verdicts.append(Verdict(t.id, "suppression", f"contact policy `{policy_id}` suppresses group `{t.group}`"))
+            if explain:
+                policy_id, _until = suppressed[t.group]
+                verdicts.append(Verdict(t.id, "suppression", f"contact policy `{policy_id}` suppresses group `{t.group}`"))
             continue
         suitable.append(t)
-        weights.append(context_weight(t, ctx))
+        weights.append(context_weight(t, ctx) if t.context_weights else 1.0)
 
     limits = rules.limits(request.placement, request.limit)
     budgets = group_budgets(rules, state.caps_day, state.caps_week)
@@ -191,7 +192,7 @@ def decide(
         for i, p in zip(selection.chosen, selection.selection_probability, strict=True):
             chosen.append(_chosen(suitable[i], float(s.propensity[i]), float(s.priority[i]), p))
         shown = set(selection.chosen)
-        if request.explain:
+        if explain:
             verdicts.extend(_not_shown(suitable, s.priority.tolist(), shown, budgets, limits.max_per_group))
         multipliers, propensities = s.multiplier.tolist(), s.propensity.tolist()
         candidates = tuple(

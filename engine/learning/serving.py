@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -58,6 +59,12 @@ class ServedModel:
     customer_fields: tuple[str, ...] = ()
     context_fields: tuple[str, ...] = ()
     fingerprint: str = ""
+
+    @cached_property
+    def stats(self) -> Mapping[str, tuple[float, float, float]]:
+        """(evidence, successes, failures) per treatment: one lookup per candidate, not three."""
+        ids = set(self.evidence) | set(self.successes) | set(self.failures)
+        return {t: (self.evidence.get(t, 0.0), self.successes.get(t, 0.0), self.failures.get(t, 0.0)) for t in ids}
 
     @property
     def label(self) -> dict[str, object]:
