@@ -85,8 +85,8 @@ def ids(plan: object) -> list[str]:
     return [t.id for t in plan.treatments]  # type: ignore[attr-defined]
 
 
-def web(**context: object) -> DecisionRequest:
-    return DecisionRequest("c1", "web", context=dict(context))
+def web(explain: bool = False, **context: object) -> DecisionRequest:
+    return DecisionRequest("c1", "web", context=dict(context), explain=explain)
 
 
 def test_priority_is_propensity_times_weight_times_value_times_lever(rules: RuleSet) -> None:
@@ -104,7 +104,7 @@ def test_context_weight_reorders(rules: RuleSet) -> None:
 
 
 def test_ineligible_treatment_is_dropped_with_its_condition(rules: RuleSet) -> None:
-    plan = decide(CustomerState("c1", profile={"tier": "silver"}), web(), rules, NOW)
+    plan = decide(CustomerState("c1", profile={"tier": "silver"}), web(explain=True), rules, NOW)
     assert "gold_only" not in ids(plan)
     verdict = next(v for v in plan.verdicts if v.treatment_id == "gold_only")
     assert verdict.stage == "eligibility" and "customer.tier == 'gold'" in verdict.reason
@@ -114,7 +114,7 @@ def test_ineligible_treatment_is_dropped_with_its_condition(rules: RuleSet) -> N
 
 def test_treatment_cap_per_day_blocks_after_it_is_reached(rules: RuleSet) -> None:
     state = CustomerState("c1", caps_day={"t:big_sale": 1, "g:sales": 1})
-    plan = decide(state, web(), rules, NOW)
+    plan = decide(state, web(explain=True), rules, NOW)
     assert "big_sale" not in ids(plan)
     assert any(v.treatment_id == "big_sale" and v.stage == "cap" for v in plan.verdicts)
 
@@ -129,11 +129,18 @@ def test_group_policy_budget_limits_one_decision(rules: RuleSet) -> None:
 
 def test_complaint_suppresses_sales_for_seven_days(rules: RuleSet) -> None:
     complained = {"complaint": {"ts": NOW - 6 * MS_PER_DAY}}
-    plan = decide(CustomerState("c1", last=complained), web(), rules, NOW)
+    plan = decide(CustomerState("c1", last=complained), web(explain=True), rules, NOW)
     assert not [t for t in plan.treatments if t.group == "sales"]
     assert any(v.stage == "suppression" and "cooldown" in v.reason for v in plan.verdicts)
     later = {"complaint": {"ts": NOW - 8 * MS_PER_DAY}}
     assert "big_sale" in ids(decide(CustomerState("c1", last=later), web(), rules, NOW))
+
+
+def test_reasons_are_worded_only_when_asked_for(rules: RuleSet) -> None:
+    state = CustomerState("c1", profile={"tier": "silver"}, caps_day={"t:big_sale": 1})
+    assert decide(state, web(), rules, NOW).verdicts == ()
+    stages = {v.treatment_id: v.stage for v in decide(state, web(explain=True), rules, NOW).verdicts}
+    assert stages["gold_only"] == "eligibility" and stages["big_sale"] == "cap"
 
 
 def test_limit_and_max_per_group(rules: RuleSet) -> None:
