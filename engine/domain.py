@@ -118,6 +118,8 @@ class CustomerState:
     topics: dict[str, int] = field(default_factory=dict)
     flags: dict[str, int] = field(default_factory=dict)
     counters: dict[str, list[int]] = field(default_factory=dict)
+    facts: dict[str, float] = field(default_factory=dict)
+    """Value facts as stored (engine.equity.facts): decayed sums and first/last times."""
 
     @property
     def known(self) -> bool:
@@ -176,6 +178,8 @@ class EventEffects:
     """(liked | disliked | ideas, topic) for voice-of-the-customer counts."""
     triggers: Any = None
     """The trigger effects (`engine.rules.triggers.TriggerEffects`) this event causes, if any."""
+    facts: dict[str, float] = field(default_factory=dict)
+    """What the event adds to the customer's value facts (engine.equity.facts.increments)."""
 
     @property
     def interaction(self) -> dict[str, Any]:

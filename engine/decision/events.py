@@ -7,9 +7,14 @@ whole and nothing is half-written.
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import replace
 from typing import Any
 
 from engine.domain import Event, EventEffects
+from engine.equity.config import EquityConfig
+from engine.equity.facts import EVENT_TYPES as FACT_EVENT_TYPES
+from engine.equity.facts import increments
 from engine.errors import InvalidInput
 from engine.rules.vocabulary import Vocabulary
 
@@ -63,11 +68,24 @@ def _check_profile_fields(attrs: dict[str, Any], vocab: Vocabulary, where: str) 
             raise InvalidInput(f"customer field `{name}` is true/false, got {value!r}", field=f"{where}attributes.{name}")
 
 
-def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "") -> EventEffects:
-    """Validate one event against its type and work out its effects.
+def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "", equity: EquityConfig | None = None) -> EventEffects:
+    """Validate one event against its type and work out its effects, value facts included when
+    an equity configuration is given.
 
     `where` prefixes the field paths in errors (`events[3].`) so a batch names the bad event.
     """
+    fx = _effects(event, vocab, now_ms, where)
+    if equity is None or event.type not in FACT_EVENT_TYPES:
+        return fx
+    try:
+        facts = increments(event.type, event.attributes, fx.ts, equity)
+    except ValueError as exc:
+        named = re.search(r"attribute `(\w+)`", str(exc))
+        raise InvalidInput(str(exc), field=f"{where}attributes.{named.group(1)}" if named else f"{where}ts") from None
+    return replace(fx, facts=facts)
+
+
+def _effects(event: Event, vocab: Vocabulary, now_ms: int, where: str) -> EventEffects:
     if event.type not in vocab.event_types:
         raise InvalidInput(f"unknown event type `{event.type}`", field=f"{where}type")
     ts = event.ts if event.ts is not None else now_ms

@@ -183,7 +183,7 @@ class DecisionService:
             check_customer_id(e.customer_id, f"{prefix}customer_id")
             if e.channel is not None and e.channel not in CHANNELS:
                 raise InvalidInput(f"unknown channel {e.channel!r}", field=f"{prefix}channel")
-            fx = effects_of(e, vocab, now, prefix)
+            fx = effects_of(e, vocab, now, prefix, rules.equity)
             triggers = effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels)
             effects.append(replace(fx, triggers=triggers) if triggers else fx)
         # A batch may repeat an id; the first occurrence wins, like a retry would.

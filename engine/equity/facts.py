@@ -37,7 +37,11 @@ field               added by                                   half-life
 Plain fields (epoch milliseconds, not decayed; 0 or absent means never):
 
 * ``first_seen_ms`` — **set if smaller**: the time of the earliest event listed above;
-* ``last_purchase_ms`` — **set if greater**: the time of the latest purchase.
+* ``last_purchase_ms`` — **set if greater**: the time of the latest purchase;
+* ``first_purchase_ms`` — **set if smaller**: the time of the first purchase.
+
+Undecayed sums for the lifetime-value model: ``order_count`` (1 per purchase) and
+``spend_total`` (``amount``).
 
 Survey answers: attribute ``nps`` (0–10, Net Promoter classes: 9–10 promoter → +1, 7–8 passive
 → 0, 0–6 detractor → −1) or ``csat`` (1–5, linear: ``(csat − 3) / 2``), exactly one of them.
@@ -91,8 +95,12 @@ N_FACTS = len(FACT_FIELDS)
 _COLUMN: dict[str | bytes, int] = {name: col for col, name in enumerate(FACT_FIELDS)}
 _COLUMN.update({name.encode(): col for col, name in enumerate(FACT_FIELDS)})
 
-INCREMENT_FIELDS: tuple[str, ...] = FACT_FIELDS[:FIRST_SEEN_MS]
-SET_IF_SMALLER: tuple[str, ...] = ("first_seen_ms",)
+LIFETIME_FIELDS: tuple[str, ...] = ("order_count", "spend_total", "first_purchase_ms")
+"""Undecayed purchase history in the same hash, for the lifetime-value model (BG/NBD needs the
+number of repeat purchases and their span, Gamma-Gamma the mean spend); the indices ignore them."""
+
+INCREMENT_FIELDS: tuple[str, ...] = (*FACT_FIELDS[:FIRST_SEEN_MS], "order_count", "spend_total")
+SET_IF_SMALLER: tuple[str, ...] = ("first_seen_ms", "first_purchase_ms")
 SET_IF_GREATER: tuple[str, ...] = ("last_purchase_ms",)
 EVENT_TYPES: tuple[str, ...] = ("purchase", "complaint", "compliment", "survey", "social_mention", "referral")
 """The event types that change a customer's facts; any other gives no increments."""
@@ -168,6 +176,9 @@ def increments(event_type: str, attributes: Mapping[str, Any], ts_ms: int, confi
                 "purchases": _growth(ts_ms, landmark, half[PURCHASES]),
                 **seen,
                 "last_purchase_ms": float(ts_ms),
+                "order_count": 1.0,
+                "spend_total": amount,
+                "first_purchase_ms": float(ts_ms),
             }
         case "complaint" | "compliment":
             return {f"{event_type}s": _growth(ts_ms, landmark, half[COMPLAINTS]), **seen}

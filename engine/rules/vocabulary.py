@@ -26,6 +26,8 @@ BUILTIN_EVENT_TYPES: tuple[str, ...] = (
     "call_started",
     "profile_update",
     "social_mention",
+    "survey",
+    "referral",
     "idea",
     "question_answered",
     "order_status",

@@ -59,6 +59,12 @@ def topics(customer_id: str) -> str:
     return _c(customer_id) + ":topics"
 
 
+def value_facts(customer_id: str) -> str:
+    """Hash of the customer's value facts (engine.equity.facts): decayed sums kept by atomic
+    increments, and first/last times kept by min/max, so no event needs a read first."""
+    return _c(customer_id) + ":value"
+
+
 def purchases(customer_id: str) -> str:
     """List of purchases, newest first, trimmed: the history a service rep sees."""
     return _c(customer_id) + ":purchases"

@@ -17,11 +17,12 @@ from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from engine.domain import CustomerState, EventEffects, Feedback, StoredDecision
+from engine.equity.facts import SET_IF_GREATER, SET_IF_SMALLER
 from engine.errors import StoreUnavailable
 from engine.rules.triggers import TriggerEffects
 from engine.state import keys
 from engine.state.multiplex import Multiplexer
-from engine.state.scripts import SCRIPTS, Scripts
+from engine.state.scripts import APPLY_FACTS, SCRIPTS, Scripts
 
 PURCHASES_KEPT = 50
 MAX_COUNTER_ENTRIES = 1_000
@@ -52,6 +53,19 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 
 def _ints(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def _floats(raw: dict[bytes, bytes]) -> dict[str, float]:
+    return {k.decode(): float(v) for k, v in raw.items()}
+
+
+def _fact_ops(facts: dict[str, float]) -> list[Any]:
+    """(op, field, value) triples for the apply_facts script."""
+    out: list[Any] = []
+    for name, value in facts.items():
+        op = "<" if name in SET_IF_SMALLER else ">" if name in SET_IF_GREATER else "+"
+        out += (op, name, repr(float(value)))
+    return out
 
 
 class RedisStore:
@@ -150,7 +164,8 @@ class RedisStore:
             flags={k: v for k, v in _ints(_pairs(res[6])).items() if v > now_ms},
             caps_total=_ints(_pairs(res[7])),
             topics=_ints(_pairs(res[8])),
-            counters={name: [int(m.split(b":", 1)[0]) for m in res[9 + i]] for i, name in enumerate(counters)},
+            facts=_floats(_pairs(res[9])),
+            counters={name: [int(m.split(b":", 1)[0]) for m in res[10 + i]] for i, name in enumerate(counters)},
         )
 
     async def _run_read(self, customer_id: str, now_ms: int, with_recent: bool, counters: Sequence[str]) -> Any:
@@ -166,6 +181,7 @@ class RedisStore:
                 keys.flags(customer_id),
                 keys.caps_total(customer_id),
                 keys.topics(customer_id),
+                keys.value_facts(customer_id),
                 *(keys.counter(customer_id, name) for name in counters),
             ],
             [self.recent_limit if with_recent else 0],
@@ -230,6 +246,10 @@ class RedisStore:
             if fx.event.type == "purchase":
                 pipe.lpush(keys.purchases(cid), entry)
                 pipe.ltrim(keys.purchases(cid), 0, PURCHASES_KEPT - 1)
+            if fx.facts:
+                # EVAL rather than EVALSHA: inside a pipeline a NOSCRIPT reply could not be
+                # retried without applying the rest of the batch twice.
+                pipe.eval(APPLY_FACTS, 1, keys.value_facts(cid), *_fact_ops(fx.facts))
             if fx.order is not None:
                 pipe.hset(keys.orders(cid), fx.order[0], orjson.dumps({"status": fx.order[1], "ts": fx.ts}))
             if fx.voice is not None:

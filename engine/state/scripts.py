@@ -20,17 +20,35 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-# KEYS: profile, cart, last, day caps, week caps, recent, flags, lifetime caps, topics, counters...
+# KEYS: profile, cart, last, day caps, week caps, recent, flags, lifetime caps, topics, value
+# facts, counters...
 READ_CUSTOMER = """
 local out = {}
 for i = 1, 5 do out[i] = redis.call('HGETALL', KEYS[i]) end
 local n = tonumber(ARGV[1])
 if n > 0 then out[6] = redis.call('LRANGE', KEYS[6], 0, n - 1) else out[6] = {} end
-out[7] = redis.call('HGETALL', KEYS[7])
-out[8] = redis.call('HGETALL', KEYS[8])
-out[9] = redis.call('HGETALL', KEYS[9])
-for i = 10, #KEYS do out[i] = redis.call('ZRANGE', KEYS[i], 0, -1) end
+for i = 7, 10 do out[i] = redis.call('HGETALL', KEYS[i]) end
+for i = 11, #KEYS do out[i] = redis.call('ZRANGE', KEYS[i], 0, -1) end
 return out
+"""
+
+# Value facts. KEYS: the facts hash. ARGV: (op, field, value) triples; op `+` adds, `<` keeps the
+# smaller, `>` the larger (a missing field takes the value). Min and max need the old value, so
+# they run here, next to the data, rather than as a read and a write from the engine.
+APPLY_FACTS = """
+for i = 1, #ARGV, 3 do
+  local op, f, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if op == '+' then
+    redis.call('HINCRBYFLOAT', KEYS[1], f, v)
+  else
+    local old = tonumber(redis.call('HGET', KEYS[1], f))
+    local new = tonumber(v)
+    if old == nil or old <= 0 or (op == '<' and new < old) or (op == '>' and new > old) then
+      redis.call('HSET', KEYS[1], f, v)
+    end
+  end
+end
+return 1
 """
 
 # Timers. KEYS: due, inflight, data. ARGV: now, limit, lease until.
@@ -83,6 +101,7 @@ SCRIPTS: Mapping[str, str] = {
     "read": READ_CUSTOMER,
     "write_decision": WRITE_DECISION,
     "claim_timers": CLAIM_TIMERS,
+    "apply_facts": APPLY_FACTS,
     "complete_timers": COMPLETE_TIMERS,
 }
 

@@ -12,6 +12,8 @@ from redis import asyncio as aioredis
 
 from engine.decision.events import effects_of
 from engine.domain import Event, Feedback, StoredDecision
+from engine.equity.config import EquityConfig
+from engine.equity.facts import merge
 from engine.rules.vocabulary import Vocabulary
 from engine.state import keys
 from engine.state.redis_store import RedisStore
@@ -146,3 +148,26 @@ async def test_feedback_joins_a_stored_decision_once(counted: tuple[RedisStore, 
     assert await store.read_responses("c1") == {"a:purchase": 1}
     entry = orjson.loads(redis_sync.xrange(keys.STREAM_FEEDBACK)[0][1][b"f"])
     assert entry["decision_id"] == D1 and entry["customer_id"] == "c1" and entry["value"] == 12.5
+
+
+async def test_value_facts_are_summed_and_min_maxed_in_redis_as_merge_says(counted: tuple[RedisStore, Writes]) -> None:
+    store, _ = counted
+    config = EquityConfig.default()
+    arrivals = [
+        event(1, "purchase", amount=120.0, order_id="o1"),
+        event(2, "complaint"),
+        event(-5, "purchase", amount=30.0, margin=10.0),  # late: earlier than what came before
+        event(3, "social_mention", sentiment=-0.5),
+        event(4, "page_view"),  # no facts
+    ]
+    effects = [effects_of(e, VOCAB, T0, equity=config) for e in arrivals]
+    await store.apply_events(effects)
+    expected: dict[str, float] = {}
+    for fx in effects:
+        expected = merge(expected, fx.facts)
+    state = await store.read_customer("c1", T0, with_recent=False)
+    assert state.facts.keys() == expected.keys()
+    for name, value in expected.items():
+        assert state.facts[name] == pytest.approx(value, rel=1e-12), name
+    assert state.facts["first_purchase_ms"] == T0 - 5 and state.facts["last_purchase_ms"] == T0 + 1
+    assert state.facts["order_count"] == 2 and state.facts["spend_total"] == 150.0

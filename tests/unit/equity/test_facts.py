@@ -16,6 +16,7 @@ from engine.equity.facts import (
     EVENT_TYPES,
     FACT_FIELDS,
     INCREMENT_FIELDS,
+    LIFETIME_FIELDS,
     N_FACTS,
     SET_IF_GREATER,
     SET_IF_SMALLER,
@@ -90,7 +91,7 @@ def test_forward_decayed_increments_equal_the_decayed_sums_of_the_history(
         stored = merge(stored, increments(event_type, attrs, NOW - age, CONFIG))
     read = decayed(stored, NOW, CONFIG)
 
-    for name in INCREMENT_FIELDS:
+    for name in FACT_FIELDS[: FACT_FIELDS.index("first_seen_ms")]:
         half_life = HALF_LIFE_DAYS[name] * DAY
         terms = [_what_it_adds(t, a).get(name, 0.0) * math.exp(-math.log(2) * age / half_life) for (t, a), age in history]
         assert read[name] == pytest.approx(math.fsum(terms), rel=1e-9, abs=1e-9 * math.fsum(map(abs, terms)))
@@ -98,12 +99,27 @@ def test_forward_decayed_increments_equal_the_decayed_sums_of_the_history(
     purchases = [NOW - age for (t, _), age in history if t == "purchase"]
     assert read["first_seen_ms"] == (min(counted) if counted else 0.0)
     assert read["last_purchase_ms"] == (max(purchases) if purchases else 0.0)
+    # The lifetime fields are plain, undecayed sums and a minimum.
+    amounts = [a["amount"] for (t, a), _ in history if t == "purchase"]
+    assert stored.get("order_count", 0.0) == len(purchases)
+    assert stored.get("spend_total", 0.0) == pytest.approx(math.fsum(amounts), rel=1e-9, abs=1e-9)
+    assert stored.get("first_purchase_ms", 0.0) == (min(purchases) if purchases else 0.0)
 
 
 def test_a_purchase_adds_spend_margin_and_one_purchase_weighted_by_its_age() -> None:
     ts = CONFIG.landmark_ms + 180 * DAY  # one contribution half-life after the landmark
     got = increments("purchase", {"amount": 100.0, "margin": 30.0}, ts, CONFIG)
-    assert set(got) == {"spend", "margin", "purchases", "first_seen_ms", "last_purchase_ms"}
+    assert set(got) == {
+        "spend",
+        "margin",
+        "purchases",
+        "first_seen_ms",
+        "last_purchase_ms",
+        "order_count",
+        "spend_total",
+        "first_purchase_ms",
+    }
+    assert got["order_count"] == 1.0 and got["spend_total"] == 100.0 and got["first_purchase_ms"] == ts
     assert got["spend"] == pytest.approx(200.0, rel=1e-12)
     assert got["margin"] == pytest.approx(60.0, rel=1e-12)
     assert got["purchases"] == pytest.approx(2 ** (180 / 365), rel=1e-12)
@@ -200,9 +216,11 @@ def test_merge_sums_increments_and_keeps_the_earliest_first_seen_and_latest_purc
         merge({}, {"bogus": 1.0})
 
 
-def test_field_kinds_partition_the_fact_fields() -> None:
-    assert set(INCREMENT_FIELDS) | set(SET_IF_SMALLER) | set(SET_IF_GREATER) == set(FACT_FIELDS)
-    assert len(INCREMENT_FIELDS) + len(SET_IF_SMALLER) + len(SET_IF_GREATER) == N_FACTS == len(FACT_FIELDS)
+def test_field_kinds_partition_the_stored_fields() -> None:
+    stored = set(FACT_FIELDS) | set(LIFETIME_FIELDS)
+    assert set(INCREMENT_FIELDS) | set(SET_IF_SMALLER) | set(SET_IF_GREATER) == stored
+    assert len(INCREMENT_FIELDS) + len(SET_IF_SMALLER) + len(SET_IF_GREATER) == len(stored)
+    assert N_FACTS == len(FACT_FIELDS) and not set(LIFETIME_FIELDS) & set(FACT_FIELDS)
 
 
 def test_facts_row_reads_a_stored_hash_in_column_order() -> None:
