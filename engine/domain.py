@@ -84,6 +84,8 @@ class Decision:
     model_version: str | None = None
     cart_adjustments: tuple[dict[str, Any], ...] = ()
     """Coupons chosen, as discounts on the cart's line items, for the channel to apply."""
+    customer_value: dict[str, Any] | None = None
+    """The customer's indices, equity, tier and lifetime value at decision time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,8 @@ class StoredDecision:
     evaluator can ask what another policy would have shown from the same choice."""
     limits: dict[str, int] | None = None
     """The slate's limit, max per group and remaining group budgets (`budget:<group>`)."""
+    value: dict[str, Any] | None = None
+    """`{equity, tier, clv}` of the customer when decided: the ROI report's starting point."""
 
     def treatment_ids(self) -> list[str]:
         return [t["id"] for t in self.treatments]

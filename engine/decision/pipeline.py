@@ -21,6 +21,7 @@ import numpy as np
 from engine.decision.exploration import ExplorationPolicy, in_holdout, select_slate
 from engine.decision.suitability import GroupBudget, cap_reason, group_budgets
 from engine.domain import ChosenTreatment, CustomerState, DecisionRequest, Verdict
+from engine.equity.value import CustomerValue, ValueModel
 from engine.learning.serving import ServedModel
 from engine.learning.spec import ModelSpec
 from engine.rules.ruleset import CompiledTreatment, RuleSet
@@ -30,6 +31,19 @@ from engine.state.keys import group_cap_field, treatment_cap_field
 
 _NO_WEIGHTS = np.zeros(1, np.float64)
 _NO_STATS = (0.0, 0.0, 0.0)
+
+
+def _zeros(n: int) -> list[float]:
+    return [0.0] * n
+
+
+def tier_gains(suitable: Sequence[CompiledTreatment], value: CustomerValue, values: ValueModel) -> list[float] | None:
+    """Each candidate's expected equity gain, or None when none of them aims at a tier."""
+    if not any(t.target_rank >= 0 for t in suitable):
+        return None
+    ranks = np.array([t.target_rank for t in suitable], dtype=np.int64)
+    uplift = np.array([t.tier_uplift for t in suitable], dtype=np.float64)
+    return values.tier_gains(value.equity, ranks, uplift).tolist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +57,16 @@ class DecisionPlan:
     inputs: dict[str, Any] | None = None
     candidates: tuple[dict[str, Any], ...] = ()
     limits: dict[str, int] | None = None
+    value: CustomerValue | None = None
 
 
-def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int) -> EvalContext:
+def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int, value: CustomerValue | None = None) -> EvalContext:
     return EvalContext(
         data={
             "customer": state.profile,
             "context": request.context,
             "cart": state.cart_summary(),
+            "value": value.condition_fields() if value is not None else {},
             "event": request.event or {},
         },
         now_ms=now_ms,
@@ -101,14 +117,19 @@ def score(
     model: ServedModel | None,
     state: CustomerState,
     request: DecisionRequest,
+    gains: Sequence[float] | None = None,
 ) -> Scores:
-    """One kernel call for every candidate. Without published weights the propensity is the prior."""
+    """One kernel call for every candidate. Without published weights the propensity is the prior.
+
+    `gains` are the candidates' expected equity gains in money (engine.equity.tiers), added to
+    their value: a lower-margin offer that grows a valuable customer can outrank a richer one.
+    """
     n = len(treatments)
     learned = model is not None and model.weights is not None
     stats = model.stats if learned else {}  # type: ignore[union-attr]
     rows = [
-        (t.prior_alpha, t.prior_beta, w * t.value * t.lever, *stats.get(t.id, _NO_STATS))
-        for t, w in zip(treatments, weights, strict=True)
+        (t.prior_alpha, t.prior_beta, w * (t.value + g) * t.lever, *stats.get(t.id, _NO_STATS))
+        for t, w, g in zip(treatments, weights, gains if gains is not None else _zeros(n), strict=True)
     ]
     cols = np.array(rows, dtype=np.float64).reshape(n, 6).T
     prior_a, prior_b, multiplier, evidence = cols[0], cols[1], cols[2], cols[3]
@@ -141,10 +162,14 @@ def decide(
     model: ServedModel | None = None,
     rng: np.random.Generator | None = None,
     fallback_only: bool = False,
+    values: ValueModel | None = None,
 ) -> DecisionPlan:
     """Choose treatments. `fallback_only` is for when state could not be read: conditions such
-    as "has never purchased" would be true of an empty state, so only fallbacks are safe."""
-    ctx = eval_context(state, request, now_ms)
+    as "has never purchased" would be true of an empty state, so only fallbacks are safe.
+    `values` is the rule set's value model with the fitted lifetime model, if any."""
+    values = values if values is not None else rules.value_model
+    value = values.evaluate(state.facts, now_ms)
+    ctx = eval_context(state, request, now_ms, value)
     suppressed = rules.active_suppressions(state.last, now_ms)
     explain = request.explain
     verdicts: list[Verdict] = []
@@ -176,7 +201,7 @@ def decide(
     chosen: list[ChosenTreatment] = []
     candidates: tuple[dict[str, Any], ...] = ()
     if suitable:
-        s = score(suitable, weights, model, state, request)
+        s = score(suitable, weights, model, state, request, tier_gains(suitable, value, values))
         selection = select_slate(
             s.priority,
             [t.group for t in suitable],
@@ -227,6 +252,7 @@ def decide(
         model=model.label if model else None,
         inputs=model.inputs(state.profile, request.context) if model else None,
         candidates=candidates,
+        value=value,
         limits={
             "limit": limits.limit,
             "max_per_group": limits.max_per_group,

@@ -33,9 +33,11 @@ from engine.domain import (
     IngestResult,
     StoredDecision,
 )
+from engine.equity.value import LifetimeModel, ValueModel
 from engine.errors import InvalidInput, NotFound, StoreUnavailable
 from engine.learning.serving import ModelRegistry
 from engine.rules.registry import RuleRegistry
+from engine.rules.ruleset import RuleSet
 from engine.rules.triggers import effects_of_event
 from engine.state import keys
 from engine.state.store import Store
@@ -73,6 +75,8 @@ class CustomerView:
     responses: dict[str, int]
     purchases: list[dict[str, Any]]
     orders: list[dict[str, Any]]
+    value: dict[str, Any] | None = None
+    """Indices, equity score and tier, and the lifetime value once a model is fitted."""
 
 
 class DecisionService:
@@ -94,6 +98,20 @@ class DecisionService:
         self.rng = rng if rng is not None else np.random.default_rng()
         self.new_id = new_id
         self.max_batch_events = max_batch_events
+        self.lifetime: LifetimeModel | None = None
+        """The fitted lifetime-value model, if any; kept current by engine.bootstrap."""
+        self._values: tuple[RuleSet, LifetimeModel | None, ValueModel] | None = None
+
+    # -- customer value ----------------------------------------------------------------------
+
+    def values_for(self, rules: RuleSet) -> ValueModel:
+        """The rule set's value model with the fitted lifetime model; rebuilt only when either changes."""
+        lifetime = self.lifetime
+        cached = self._values
+        if cached is None or cached[0] is not rules or cached[1] is not lifetime:
+            values = rules.value_model.with_lifetime(lifetime) if lifetime is not None else rules.value_model
+            self._values = cached = (rules, lifetime, values)
+        return cached[2]
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -117,7 +135,8 @@ class DecisionService:
             # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.
             state, degraded = CustomerState(req.customer_id), True
         model = self.models.for_placement(req.placement) if self.models else None
-        plan = decide(state, req, rules, now, model=model, rng=self.rng, fallback_only=degraded)
+        plan = decide(state, req, rules, now, model=model, rng=self.rng, fallback_only=degraded, values=self.values_for(rules))
+        value = plan.value
         decision = Decision(
             decision_id=keys.new_decision_id(self.new_id(), req.customer_id),
             customer_id=req.customer_id,
@@ -131,6 +150,7 @@ class DecisionService:
             verdicts=plan.verdicts if req.explain else (),
             model_version=f"{plan.model['id']}@{plan.model['version']}" if plan.model else None,
             cart_adjustments=tuple(cart_adjustments(plan.treatments, state.cart)),
+            customer_value=value.as_dict() if value is not None and not degraded else None,
         )
         record = StoredDecision(
             decision_id=decision.decision_id,
@@ -157,6 +177,7 @@ class DecisionService:
             inputs=plan.inputs,
             candidates=list(plan.candidates),
             limits=plan.limits,
+            value={"equity": value.equity, "tier": value.tier, "clv": value.clv} if value is not None else None,
         )
         if not degraded:
             try:
@@ -259,6 +280,16 @@ class DecisionService:
         ]
         cart = {**state.cart_summary(), "lines": state.cart}
         order_rows = sorted(({"order_id": k, **v} for k, v in orders.items()), key=lambda o: -int(o.get("ts", 0)))
+        value = self.values_for(rules).evaluate(state.facts, now)
         return CustomerView(
-            customer_id, state.known, state.profile, cart, suppressions, state.recent, responses, purchases, order_rows
+            customer_id,
+            state.known,
+            state.profile,
+            cart,
+            suppressions,
+            state.recent,
+            responses,
+            purchases,
+            order_rows,
+            value.as_dict(),
         )

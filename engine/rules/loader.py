@@ -107,9 +107,21 @@ QUESTION_GROUP = "questions"
 
 
 class _Compiler:
-    def __init__(self, vocab: Vocabulary) -> None:
+    def __init__(self, vocab: Vocabulary, equity: EquityConfig) -> None:
         self.vocab = vocab
+        self.equity = equity
         self.problems: list[RuleProblem] = []
+
+    def target_rank(self, doc: YamlDocument, loc: Loc, tier: str | None) -> int | None:
+        """The tier's rank, -1 for none, or None (reported) for a tier the equity section lacks."""
+        if tier is None:
+            return -1
+        if tier in self.equity.tier_names:
+            return self.equity.tier_rank(tier)
+        pos = doc.pos_of(loc)
+        tiers = ", ".join(self.equity.tier_names)
+        self.problems.append(RuleProblem(pos, f"unknown tier `{tier}`", doc.line_text(pos.line), hint=f"tiers are: {tiers}"))
+        return None
 
     def condition(self, doc: YamlDocument, loc: Loc, source: str) -> Condition | None:
         start = doc.expression_start(loc)
@@ -127,7 +139,8 @@ class _Compiler:
             compiled = self.condition(doc, (*loc, "context_weights", i, "when"), w.when)
             if compiled is not None:
                 weights.append((compiled, w.weight))
-        if (t.eligibility and eligibility is None) or len(weights) != len(t.context_weights):
+        rank = self.target_rank(doc, (*loc, "target_tier"), t.target_tier)
+        if (t.eligibility and eligibility is None) or len(weights) != len(t.context_weights) or rank is None:
             return None
         return CompiledTreatment(
             id=t.id,
@@ -146,6 +159,12 @@ class _Compiler:
             context_weights=tuple(weights),
             content=t.content,
             description=t.description,
+            target_rank=rank,
+            tier_uplift=t.tier_uplift if t.target_tier else 0.0,
+            cost_per_show=t.cost.per_show,
+            cost_per_accept=t.cost.per_accept,
+            brand=t.brand,
+            campaign=t.campaign,
         )
 
     def question(self, doc: YamlDocument, index: int, q: Question) -> CompiledTreatment | None:
@@ -235,7 +254,7 @@ def load_ruleset(directory: Path | str) -> RuleSet:
     flags, counters = _trigger_names(parsed)
     questions = {q.id: q.field for _, rf in parsed for q in rf.questions if q is not None}
     vocab = Vocabulary.build(fields.customer, fields.context, event_types, flags, counters, questions)
-    compiler = _Compiler(vocab)
+    compiler = _Compiler(vocab, equity)
     triggers = _compile_triggers(parsed, vocab, compiler, problems)
     treatments: list[CompiledTreatment] = []
     seen: dict[str, SourcePos] = {}

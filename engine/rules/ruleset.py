@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from engine.equity.config import EquityConfig
+from engine.equity.value import ValueModel
 from engine.rules.conditions import Condition
 from engine.rules.schema import Arbitration, FrequencyCapPolicy, SuppressionPolicy
 from engine.rules.triggers import CompiledTrigger
@@ -37,6 +38,13 @@ class CompiledTreatment:
     context_weights: tuple[tuple[Condition, float], ...]
     content: Mapping[str, Any]
     description: str | None = None
+    target_rank: int = -1
+    """Rank of the equity tier this treatment aims at (−1: none), resolved when the rules load."""
+    tier_uplift: float = 0.0
+    cost_per_show: float = 0.0
+    cost_per_accept: float = 0.0
+    brand: str | None = None
+    campaign: str | None = None
 
     @property
     def prior_mean(self) -> float:
@@ -79,6 +87,12 @@ class RuleSet:
     equity: EquityConfig = field(default_factory=EquityConfig.default)
     _candidates: dict[tuple[str, str | None], tuple[CompiledTreatment, ...]] = field(default_factory=dict, repr=False)
     _history: dict[tuple[str, str | None], bool] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def value_model(self) -> ValueModel:
+        """The equity configuration compiled for the kernels (no lifetime model: the service
+        adds the fitted one)."""
+        return ValueModel(self.equity)
 
     @cached_property
     def by_id(self) -> Mapping[str, CompiledTreatment]:

@@ -46,6 +46,13 @@ class ContextWeight(Strict):
     weight: float = Field(gt=0, le=100)
 
 
+class Cost(Strict):
+    """What showing and what an acceptance cost, for the ROI report (a coupon's discount, say)."""
+
+    per_show: float = Field(default=0.0, ge=0)
+    per_accept: float = Field(default=0.0, ge=0)
+
+
 class Treatment(Strict):
     id: Identifier
     kind: Literal["offer", "prompt", "message", "coupon"]
@@ -60,6 +67,13 @@ class Treatment(Strict):
     eligibility: str | None = None
     context_weights: list[ContextWeight] = Field(default_factory=list)
     content: dict[str, Any] = Field(default_factory=dict)
+    target_tier: Identifier | None = Field(
+        default=None, description="The equity tier this treatment aims to move the customer up to (see equity.tiers)."
+    )
+    tier_uplift: float = Field(default=0.2, ge=0, le=1, description="Chance that a customer who accepts reaches target_tier.")
+    cost: Cost = Cost()
+    brand: Identifier | None = Field(default=None, description="Brand the ROI report rolls this treatment up to.")
+    campaign: Identifier | None = Field(default=None, description="Campaign for the ROI report (default: the treatment id).")
 
     @model_validator(mode="after")
     def _coupon_has_code(self) -> Treatment:

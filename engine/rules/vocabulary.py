@@ -34,6 +34,18 @@ BUILTIN_EVENT_TYPES: tuple[str, ...] = (
 )
 
 CART_FIELDS: dict[str, FieldType] = {"value": "number", "items": "number", "skus": "list"}
+VALUE_FIELDS: dict[str, FieldType] = {
+    "equity": "number",
+    "tier": "string",
+    "contribution": "number",
+    "perception": "number",
+    "referral": "number",
+    "loyalty": "number",
+    "clv": "number",
+    "p_alive": "number",
+}
+"""What the engine knows of the customer's worth (engine.equity.value), as `value.<field>`;
+`clv` and `p_alive` are absent until a lifetime-value model is fitted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +81,7 @@ class Vocabulary:
                 "customer": dict(customer or {}),
                 "context": dict(context or {}),
                 "cart": dict(CART_FIELDS),
+                "value": dict(VALUE_FIELDS),
                 "event": {"type": "string"},
             },
             event_types=frozenset(BUILTIN_EVENT_TYPES) | frozenset(extra_event_types),

@@ -17,7 +17,7 @@ runner = CliRunner()
 def test_rules_check_passes_on_the_example_set() -> None:
     result = runner.invoke(app, ["rules", "check", str(EXAMPLE_RULES)])
     assert result.exit_code == 0, result.output
-    assert "ok: 17 treatments" in result.output
+    assert "ok: 18 treatments" in result.output
 
 
 def test_rules_check_lists_every_error_and_fails(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from redis import Redis
 
 from engine.state import keys
@@ -269,3 +270,25 @@ def test_web_open_applies_the_coupon_to_the_cart(channel: Channel) -> None:
     assert {line["sku"]: line["discount"] for line in adjustment["lines"]} == {"TSHIRT": 4.0, "MUG": 1.25}
     assert adjustment["discount"] == 5.25
     assert channel.decide("visitor-3", "web")["cart_adjustments"] == [], "an empty cart has nothing to adjust"
+
+
+def test_a_silver_customer_is_challenged_to_reach_gold_and_the_screen_shows_their_worth(channel: Channel) -> None:
+    for days in (30, 30, 3):
+        channel.event("gus", "purchase", channel="web", amount=200.0)
+        channel.clock.advance(days=days)
+    channel.event("gus", "compliment", channel="call_center", topic="crew")
+    decision = channel.decide("gus", "web")
+    value = decision["customer_value"]
+    assert value["tier"] == "silver" and 35 <= value["equity"] < 55
+    challenge = decision["treatments"][0]
+    assert challenge["id"] == "status_challenge", "the expected move to gold is worth most"
+    gain = 0.3 * (55 - value["equity"]) * 20  # rules/equity.yaml: gold bound, money per point; tier_uplift 0.3
+    assert challenge["score"] == pytest.approx(challenge["propensity"] * (10 + gain), rel=1e-4)
+
+    channel.event("hal", "purchase", channel="web", amount=40.0)
+    assert "status_challenge" not in channel.offered("hal", "web"), "a bronze customer is not close enough"
+
+    view = channel.view("gus")["value"]
+    assert view["tier"] == "silver" and view["perception"] > 50, "a compliment lifts perception above neutral"
+    assert all(0 <= view[k] <= 100 for k in ("contribution", "perception", "referral", "loyalty", "equity"))
+    assert view["clv"] is None, "no lifetime value before a lifetime model is fitted"

@@ -143,6 +143,8 @@ def decide_response(d: domain.Decision) -> pb.DecideResponse:
             item.lines.add(sku=line["sku"], qty=line["qty"], price=line["price"], discount=line["discount"])
     for v in d.verdicts:
         out.explanations.add(treatment_id=v.treatment_id, stage=v.stage, reason=v.reason)
+    if d.customer_value is not None:
+        _value(out.customer_value, d.customer_value)
     return out
 
 
@@ -186,4 +188,15 @@ def customer_response(view: CustomerView) -> pb.GetCustomerResponse:
         _interaction(out.purchases.add(), p)
     for o in view.orders:
         out.orders.add(order_id=o["order_id"], status=str(o.get("status", "")), ts=int(o.get("ts") or 0))
+    if view.value is not None:
+        _value(out.value, view.value)
     return out
+
+
+def _value(out: pb.CustomerValue, value: Mapping[str, Any]) -> None:
+    for name in ("contribution", "perception", "referral", "loyalty", "equity"):
+        setattr(out, name, float(value[name]))
+    out.tier = str(value["tier"])
+    for name in ("p_alive", "expected_purchases", "clv"):
+        if value.get(name) is not None:
+            setattr(out, name, float(value[name]))

@@ -60,6 +60,8 @@ def _decision_payload(d: domain.Decision) -> dict[str, object]:
     }
     if d.verdicts:
         payload["explanations"] = d.verdicts
+    if d.customer_value is not None:
+        payload["customer_value"] = d.customer_value
     return payload
 
 

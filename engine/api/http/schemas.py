@@ -62,6 +62,18 @@ class CartAdjustment(BaseModel):
     discount: float = Field(description="Total off the cart.")
 
 
+class CustomerValueOut(BaseModel):
+    contribution: float = Field(description="Contribution index, 0-100: spend and margin, recent counting more.")
+    perception: float = Field(description="Perception index, 0-100 (50 neutral): compliments, complaints, surveys, mentions.")
+    referral: float = Field(description="Referral index, 0-100.")
+    loyalty: float = Field(description="Loyalty index, 0-100: tenure, recency, frequency, retention.")
+    equity: float = Field(description="The four indices weighed as the rules' equity section says, 0-100.")
+    tier: str = Field(description="Equity tier, from the rules' tier bounds.")
+    p_alive: float | None = Field(default=None, description="Probability the customer is still active (BG/NBD).")
+    expected_purchases: float | None = Field(default=None, description="Purchases expected over the next year.")
+    clv: float | None = Field(default=None, description="Discounted margin expected over the next 12 months.")
+
+
 class DecisionResponse(BaseModel):
     decision_id: str
     customer_id: str
@@ -76,6 +88,7 @@ class DecisionResponse(BaseModel):
         default_factory=list, description="Chosen coupons as discounts on the cart's lines, for the channel to apply."
     )
     explanations: list[VerdictOut] | None = None
+    customer_value: CustomerValueOut | None = Field(default=None, description="The customer's worth when decided.")
 
 
 class EventRequest(Body):
@@ -130,6 +143,7 @@ class CustomerResponse(BaseModel):
     responses: dict[str, int]
     purchases: list[dict[str, Any]] = Field(description="Purchase history, newest first.")
     orders: list[dict[str, Any]] = Field(description="Latest status of each order, newest first.")
+    value: CustomerValueOut | None = None
 
 
 class ErrorResponse(BaseModel):

@@ -165,3 +165,77 @@ def test_counters_cover_each_chosen_treatment_and_group(rules: RuleSet) -> None:
     assert sorted(plan.counter_fields) == sorted(
         ["t:big_sale", "g:sales", "t:small_sale", "g:sales", "t:mobile_boost", "g:service"]
     )
+
+
+GROWTH_RULES = """
+equity:
+  tiers:
+    - {name: bronze, min_equity: 0}
+    - {name: silver, min_equity: 35}
+    - {name: gold, min_equity: 55}
+  money_per_point: 20
+treatments:
+  - id: rich_offer
+    kind: offer
+    channels: [web]
+    group: sales
+    value: 100
+    prior: {alpha: 1, beta: 1}
+  - id: grow_to_gold
+    kind: offer
+    channels: [web]
+    group: loyalty
+    value: 10
+    prior: {alpha: 1, beta: 1}
+    target_tier: gold
+    tier_uplift: 0.5
+  - id: silver_only
+    kind: message
+    channels: [web]
+    group: info
+    value: 1
+    eligibility: value.tier == 'silver' and value.equity < 55
+"""
+
+
+def facts_for(purchases: list[tuple[float, int]]) -> dict[str, float]:
+    """Value facts after purchases of (amount, days ago), as the store would hold them."""
+    from engine.equity.config import EquityConfig
+    from engine.equity.facts import increments, merge
+
+    stored: dict[str, float] = {}
+    for amount, days in purchases:
+        stored = merge(stored, increments("purchase", {"amount": amount}, NOW - days * MS_PER_DAY, EquityConfig.default()))
+    return stored
+
+
+def test_expected_tier_gain_lets_a_cheaper_offer_that_grows_the_customer_win(tmp_path_factory: pytest.TempPathFactory) -> None:
+    directory = tmp_path_factory.mktemp("growth")
+    (directory / "rules.yaml").write_text(textwrap.dedent(GROWTH_RULES))
+    rules = load_ruleset(directory)
+    silver = CustomerState("c1", facts=facts_for([(200.0, 90), (200.0, 30), (200.0, 3)]))
+    plan = decide(silver, web(), rules, NOW)
+    assert plan.value is not None and plan.value.tier == "silver"
+    expected_gain = 0.5 * (55 - plan.value.equity) * 20  # uplift x points to gold x money per point
+    grow = next(t for t in plan.treatments if t.id == "grow_to_gold")
+    assert grow.score == pytest.approx(0.5 * (10 + expected_gain), rel=1e-5)
+    assert ids(plan)[0] == "grow_to_gold", "its equity gain outweighs the richer offer's margin"
+    assert "silver_only" in ids(plan), "conditions read the customer's tier as value.tier"
+
+    gold = CustomerState("c1", facts=facts_for([(900.0, d) for d in (200, 120, 60, 30, 10, 3)]))
+    plan = decide(gold, web(), rules, NOW)
+    assert plan.value is not None and plan.value.tier == "gold"
+    assert ids(plan)[0] == "rich_offer", "no gain once the customer is in the target tier"
+    assert next(t for t in plan.treatments if t.id == "grow_to_gold").score == pytest.approx(0.5 * 10)
+    assert "silver_only" not in ids(plan)
+
+
+def test_a_target_tier_the_equity_section_lacks_is_refused_with_its_line(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from engine.errors import RuleSetError
+
+    directory = tmp_path_factory.mktemp("badtier")
+    (directory / "rules.yaml").write_text(textwrap.dedent(GROWTH_RULES).replace("target_tier: gold", "target_tier: diamond"))
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(directory)
+    text = str(caught.value)
+    assert "unknown tier `diamond`" in text and "rules.yaml:21" in text and "bronze, silver, gold" in text

@@ -220,7 +220,7 @@ def test_field_kinds_partition_the_stored_fields() -> None:
     stored = set(FACT_FIELDS) | set(LIFETIME_FIELDS)
     assert set(INCREMENT_FIELDS) | set(SET_IF_SMALLER) | set(SET_IF_GREATER) == stored
     assert len(INCREMENT_FIELDS) + len(SET_IF_SMALLER) + len(SET_IF_GREATER) == len(stored)
-    assert N_FACTS == len(FACT_FIELDS) and not set(LIFETIME_FIELDS) & set(FACT_FIELDS)
+    assert len(FACT_FIELDS) == N_FACTS and not set(LIFETIME_FIELDS) & set(FACT_FIELDS)
 
 
 def test_facts_row_reads_a_stored_hash_in_column_order() -> None:

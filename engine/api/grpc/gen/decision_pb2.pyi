@@ -54,7 +54,7 @@ class Explanation(_message.Message):
     def __init__(self, treatment_id: _Optional[str] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version", "cart_adjustments")
+    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version", "cart_adjustments", "customer_value")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class DecideResponse(_message.Message):
     EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CART_ADJUSTMENTS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_VALUE_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     customer_id: str
     channel: str
@@ -77,7 +78,30 @@ class DecideResponse(_message.Message):
     explanations: _containers.RepeatedCompositeFieldContainer[Explanation]
     model_version: str
     cart_adjustments: _containers.RepeatedCompositeFieldContainer[CartAdjustment]
-    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model_version: _Optional[str] = ..., cart_adjustments: _Optional[_Iterable[_Union[CartAdjustment, _Mapping]]] = ...) -> None: ...
+    customer_value: CustomerValue
+    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model_version: _Optional[str] = ..., cart_adjustments: _Optional[_Iterable[_Union[CartAdjustment, _Mapping]]] = ..., customer_value: _Optional[_Union[CustomerValue, _Mapping]] = ...) -> None: ...
+
+class CustomerValue(_message.Message):
+    __slots__ = ("contribution", "perception", "referral", "loyalty", "equity", "tier", "p_alive", "expected_purchases", "clv")
+    CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    PERCEPTION_FIELD_NUMBER: _ClassVar[int]
+    REFERRAL_FIELD_NUMBER: _ClassVar[int]
+    LOYALTY_FIELD_NUMBER: _ClassVar[int]
+    EQUITY_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    P_ALIVE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    CLV_FIELD_NUMBER: _ClassVar[int]
+    contribution: float
+    perception: float
+    referral: float
+    loyalty: float
+    equity: float
+    tier: str
+    p_alive: float
+    expected_purchases: float
+    clv: float
+    def __init__(self, contribution: _Optional[float] = ..., perception: _Optional[float] = ..., referral: _Optional[float] = ..., loyalty: _Optional[float] = ..., equity: _Optional[float] = ..., tier: _Optional[str] = ..., p_alive: _Optional[float] = ..., expected_purchases: _Optional[float] = ..., clv: _Optional[float] = ...) -> None: ...
 
 class CartAdjustment(_message.Message):
     __slots__ = ("treatment_id", "coupon", "lines", "discount")
@@ -219,7 +243,7 @@ class Interaction(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., type: _Optional[str] = ..., ts: _Optional[int] = ..., channel: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class GetCustomerResponse(_message.Message):
-    __slots__ = ("customer_id", "known", "profile", "cart", "suppressions", "recent", "responses", "purchases", "orders")
+    __slots__ = ("customer_id", "known", "profile", "cart", "suppressions", "recent", "responses", "purchases", "orders", "value")
     class ResponsesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +260,7 @@ class GetCustomerResponse(_message.Message):
     RESPONSES_FIELD_NUMBER: _ClassVar[int]
     PURCHASES_FIELD_NUMBER: _ClassVar[int]
     ORDERS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     known: bool
     profile: _struct_pb2.Struct
@@ -245,7 +270,8 @@ class GetCustomerResponse(_message.Message):
     responses: _containers.ScalarMap[str, int]
     purchases: _containers.RepeatedCompositeFieldContainer[Interaction]
     orders: _containers.RepeatedCompositeFieldContainer[OrderStatus]
-    def __init__(self, customer_id: _Optional[str] = ..., known: _Optional[bool] = ..., profile: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cart: _Optional[_Union[Cart, _Mapping]] = ..., suppressions: _Optional[_Iterable[_Union[Suppression, _Mapping]]] = ..., recent: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., responses: _Optional[_Mapping[str, int]] = ..., purchases: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., orders: _Optional[_Iterable[_Union[OrderStatus, _Mapping]]] = ...) -> None: ...
+    value: CustomerValue
+    def __init__(self, customer_id: _Optional[str] = ..., known: _Optional[bool] = ..., profile: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cart: _Optional[_Union[Cart, _Mapping]] = ..., suppressions: _Optional[_Iterable[_Union[Suppression, _Mapping]]] = ..., recent: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., responses: _Optional[_Mapping[str, int]] = ..., purchases: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., orders: _Optional[_Iterable[_Union[OrderStatus, _Mapping]]] = ..., value: _Optional[_Union[CustomerValue, _Mapping]] = ...) -> None: ...
 
 class OrderStatus(_message.Message):
     __slots__ = ("order_id", "status", "ts")
