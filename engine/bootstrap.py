@@ -21,6 +21,9 @@ from engine.clock import Clock, SystemClock
 from engine.decision import exploration
 from engine.decision.service import DecisionService
 from engine.decision.timers import TimerWorker
+from engine.equity import clv
+from engine.equity import indices as equity_indices
+from engine.equity.value import LifetimeModel
 from engine.errors import StoreUnavailable
 from engine.learning.serving import ModelRegistry, follow_models
 from engine.learning.spec import load_model_specs
@@ -32,6 +35,7 @@ from engine.state.connect import open_redis, store_for
 from engine.state.embedded import EmbeddedRedis
 from engine.state.learning_store import LearningStore
 from engine.state.redis_store import RedisStore
+from engine.state.value_store import ValueStore
 
 
 @dataclass
@@ -69,7 +73,27 @@ def load_models(settings: Settings, rules: RuleRegistry) -> ModelRegistry:
 
 def warm_up_kernels() -> float:
     """Compile (or load from numba's cache) every kernel before the service reports ready."""
-    return scoring_kernels.warm_up() + exploration.warm_up()
+    return scoring_kernels.warm_up() + exploration.warm_up() + equity_indices.warm_up() + clv.warm_up()
+
+
+LIFETIME_POLL_S = 30.0
+"""How soon a newly fitted lifetime-value model (`nba clv fit`) reaches every serving process."""
+
+
+async def refresh_lifetime(service: DecisionService, values: ValueStore) -> None:
+    stored = await values.load_lifetime_model()
+    current = service.lifetime
+    if stored is not None and (current is None or current.version != stored.get("version")):
+        service.lifetime = LifetimeModel.from_dict(stored)
+
+
+async def follow_lifetime(service: DecisionService, values: ValueStore, stop: asyncio.Event) -> None:
+    """Keep the service's lifetime model current; Redis being away only delays the next check."""
+    while not stop.is_set():
+        with contextlib.suppress(StoreUnavailable, ValueError, KeyError):
+            await refresh_lifetime(service, values)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), LIFETIME_POLL_S)
 
 
 def consumer_name() -> str:
@@ -96,9 +120,12 @@ async def open_engine(
     with contextlib.suppress(StoreUnavailable):
         await store.prepare()  # Redis may come up later; scripts then load on first use
     learning = LearningStore(client)
+    values = ValueStore(client)
+    with contextlib.suppress(StoreUnavailable, ValueError, KeyError):
+        await refresh_lifetime(service, values)
     stop = asyncio.Event()
     follower = asyncio.create_task(follow_models(models, learning, stop), name="follow-models")
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(follow_lifetime(service, values, stop), name="follow-lifetime")]
     timers = TimerWorker(store, rules, clock)
     if settings.timer_worker:
         tasks.append(asyncio.create_task(timers.run(stop), name="timers"))

@@ -12,10 +12,14 @@ from rich.console import Console
 
 from engine.errors import RuleSetError
 from engine.settings import Settings
+from engine.value_commands import clv_app, equity_app, report_app
 
 app = typer.Typer(help="Next-best-action engine.", no_args_is_help=True, add_completion=False)
 rules_app = typer.Typer(help="Work with rule sets.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+app.add_typer(equity_app, name="equity")
+app.add_typer(clv_app, name="clv")
+app.add_typer(report_app, name="report")
 console = Console()
 err = Console(stderr=True)
 
@@ -26,10 +30,18 @@ def _settings(**overrides: object) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-async def seed_customers(settings: Settings, count: int, seed: int) -> int:
-    from engine.seed import demo_profiles
+async def seed_customers(settings: Settings, count: int, seed: int, now_ms: int | None = None) -> int:
+    """Demo profiles and value histories; then, with enough buyers, a lifetime-value model
+    fitted on them, so a demo shows CLV from the first decision."""
+    from engine.clock import SystemClock
+    from engine.equity.batch import MIN_CUSTOMERS_TO_FIT, fit_lifetime
+    from engine.rules.registry import RuleRegistry
+    from engine.seed import demo_profiles, demo_value_facts
     from engine.state.connect import open_redis, store_for
+    from engine.state.value_store import ValueStore
 
+    equity = RuleRegistry.from_directory(settings.rules_dir).current.equity
+    now = now_ms if now_ms is not None else SystemClock().now_ms()
     client, embedded = open_redis(settings)
     store = store_for(client, settings)
     written = 0
@@ -37,7 +49,10 @@ async def seed_customers(settings: Settings, count: int, seed: int) -> int:
         profiles = demo_profiles(count, seed)
         while chunk := list(itertools.islice(profiles, 1_000)):
             await store.seed_profiles(chunk)
+            await store.seed_value_facts(list(demo_value_facts([cid for cid, _ in chunk], now, equity, seed + written)))
             written += len(chunk)
+        if written >= MIN_CUSTOMERS_TO_FIT:
+            await fit_lifetime(ValueStore(client), now)
     finally:
         await store.aclose()
         await client.aclose()

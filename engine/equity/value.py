@@ -157,6 +157,12 @@ class ValueModel:
         see engine.equity.tiers for the formula."""
         return tier_gains(float(equity), target_ranks, uplift, self.bounds, float(self.config.money_per_point))
 
+    def alive(self, x: np.ndarray, t_x: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """P(alive) for many buyers at once (days); requires a lifetime model."""
+        assert self.lifetime is not None
+        bg = self.lifetime.purchases
+        return p_alive(x, t_x, age, bg.r, bg.alpha, bg.a, bg.b)
+
     def evaluate_many(self, facts: np.ndarray, now_ms: int, retention: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Indices (n×4), equity (n) and tier ranks (n) for a facts matrix in FACT_FIELDS order."""
         indices, equity = compute_indices(facts, now_ms, retention, self.params)

@@ -65,6 +65,31 @@ def value_facts(customer_id: str) -> str:
     return _c(customer_id) + ":value"
 
 
+VALUE_FACTS_PATTERN = "c:{*}:value"
+"""SCAN pattern of every customer's value facts, for batch jobs (`nba equity recompute`, `nba clv fit`)."""
+
+
+def customer_of_value_facts(key: str) -> str:
+    return key[len("c:{") : -len("}:value")]
+
+
+def equity_snapshot(customer_id: str) -> str:
+    """Hash `equity`, `tier`, `at`: the last batch recompute, for segment lists and reports."""
+    return _c(customer_id) + ":equity"
+
+
+LIFETIME_MODEL = "v:lifetime"
+"""The current lifetime-value model (JSON with its version), read by every serving process."""
+LIFETIME_VERSION = "v:lifetime:version"
+EQUITY_SUMMARY = "v:equity:summary"
+"""JSON summary of the last batch recompute: customers per tier, mean, quantiles, when."""
+
+
+def lifetime_model_version(version: int) -> str:
+    """Every fitted lifetime model is kept under its version, so a fit can be compared or rolled back."""
+    return f"v:lifetime:{version}"
+
+
 def purchases(customer_id: str) -> str:
     """List of purchases, newest first, trimmed: the history a service rep sees."""
     return _c(customer_id) + ":purchases"

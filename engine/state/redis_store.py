@@ -370,6 +370,15 @@ class RedisStore:
             raise StoreUnavailable(f"state store error: {flat}")
         return orjson.dumps({k.decode(): v.decode() for k, v in _pairs(flat).items()})
 
+    async def seed_value_facts(self, rows: Sequence[tuple[str, dict[str, float]]]) -> None:
+        """Replace customers' value facts wholesale (demo data; live events go through apply_events)."""
+        pipe = self.client.pipeline(transaction=False)
+        for cid, facts in rows:
+            pipe.delete(keys.value_facts(cid))
+            if facts:
+                pipe.hset(keys.value_facts(cid), mapping={k: repr(float(v)) for k, v in facts.items()})
+        await self._execute(pipe)
+
     async def seed_profiles(self, profiles: Sequence[tuple[str, dict[str, Any]]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for cid, profile in profiles:

@@ -88,7 +88,7 @@ def settings(redis_url: str, greedy_models: Path) -> Settings:
 @pytest.fixture
 def http(settings: Settings, clock: FixedClock, redis_sync: Redis) -> Iterator[TestClient]:
     """The app, with the named demo customers (alice, ben, carla, dev) seeded as `nba seed` does."""
-    asyncio.run(seed_customers(settings, 0, 7))
+    asyncio.run(seed_customers(settings, 0, 7, now_ms=clock.now_ms()))
     with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False) as client:
         yield client
 

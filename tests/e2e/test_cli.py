@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+import pytest
+from redis import Redis
 from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.learning.banditlog import write_jsonl
 from engine.learning.synthetic import Simulator
+from engine.state import keys
 from tests.conftest import EXAMPLE_RULES
 
 runner = CliRunner()
@@ -48,3 +52,44 @@ def test_evaluate_refuses_an_unknown_policy(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", "--policy", "bogus", "--from-file", str(log)])
     assert result.exit_code == 2
     assert "bogus" in result.output
+
+
+def test_seeded_customers_get_equity_tiers_a_lifetime_model_and_an_roi_report(
+    redis_url: str, redis_sync: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBA_REDIS_URL", redis_url)
+    monkeypatch.setenv("NBA_RULES_DIR", str(EXAMPLE_RULES))
+    seeded = runner.invoke(app, ["seed", "--customers", "400"])
+    assert seeded.exit_code == 0, seeded.output
+    assert redis_sync.get(keys.LIFETIME_MODEL) is not None, "seeding enough buyers fits a lifetime model"
+
+    recomputed = runner.invoke(app, ["equity", "recompute", "--chunk", "100"])
+    assert recomputed.exit_code == 0, recomputed.output
+    summary = orjson.loads(redis_sync.get(keys.EQUITY_SUMMARY))
+    assert summary["customers"] == 404 and sum(summary["per_tier"].values()) == 404
+    assert "Equity of 404 customers" in recomputed.output
+    snapshot = redis_sync.hgetall(keys.equity_snapshot("alice"))
+    assert snapshot[b"tier"].decode() in summary["per_tier"] and 0 <= float(snapshot[b"equity"]) <= 100
+
+    fitted = runner.invoke(app, ["clv", "fit"])
+    assert fitted.exit_code == 0, fitted.output
+    assert "Lifetime-value model v2" in fitted.output and "BG/NBD" in fitted.output
+    stored = orjson.loads(redis_sync.get(keys.LIFETIME_MODEL))
+    assert stored["version"] == 2 and stored["customers"] == 404
+    assert redis_sync.get(keys.lifetime_model_version(1)) is not None, "earlier versions are kept"
+
+    report = runner.invoke(app, ["report", "roi", "--days", "7", "--json"])
+    assert report.exit_code == 0, report.output
+    assert orjson.loads(report.output)["counts"]["decisions_read"] == 0
+
+
+def test_a_lifetime_fit_on_too_few_buyers_is_refused_clearly(
+    redis_url: str, redis_sync: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBA_REDIS_URL", redis_url)
+    monkeypatch.setenv("NBA_RULES_DIR", str(EXAMPLE_RULES))
+    assert runner.invoke(app, ["seed", "--customers", "10"]).exit_code == 0
+    result = runner.invoke(app, ["clv", "fit"])
+    assert result.exit_code == 2
+    assert "only 14 customers have bought anything" in result.output
+    assert redis_sync.get(keys.LIFETIME_MODEL) is None

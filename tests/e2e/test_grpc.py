@@ -60,7 +60,7 @@ def trailing(err: aio.AioRpcError) -> dict[str, str]:
 @pytest.fixture
 async def engine(settings: Settings, clock: FixedClock, redis_sync: Redis) -> AsyncIterator[Engine]:
     """The engine over the (emptied) test Redis, with the named demo customers seeded as `nba seed` does."""
-    await seed_customers(settings, 0, 7)
+    await seed_customers(settings, 0, 7, now_ms=clock.now_ms())
     async with open_engine(settings, clock=clock) as engine:
         yield engine
 
@@ -222,6 +222,17 @@ async def test_get_customer_shows_profile_suppressions_and_recent_interactions(s
     assert view.recent[0].attributes["topic"] == "lost_luggage"
     unknown = await stub.GetCustomer(pb.GetCustomerRequest(customer_id="nobody"))
     assert not unknown.known and not unknown.profile.fields and not unknown.recent
+
+
+async def test_customer_value_travels_over_grpc_as_over_http(stub: DecisionServiceStub, engine: Engine) -> None:
+    view = await stub.GetCustomer(pb.GetCustomerRequest(customer_id="dev"))
+    expected = (await engine.service.customer_view("dev")).value
+    assert expected is not None and view.HasField("value")
+    assert view.value.tier == expected["tier"] and view.value.equity == pytest.approx(expected["equity"])
+    assert 0 <= view.value.contribution <= 100 and 0 <= view.value.loyalty <= 100
+    assert not view.value.HasField("clv"), "no lifetime model fitted in this world"
+    decision = await stub.Decide(pb.DecideRequest(customer_id="dev", channel="web"))
+    assert decision.customer_value.tier == expected["tier"]
 
 
 # -- every error code -------------------------------------------------------------------------------
@@ -494,7 +505,7 @@ async def test_http_and_grpc_walk_the_scenarios_to_the_same_treatments(
 ) -> None:
     async def from_scratch(walk: Callable[[], Awaitable[Offered]]) -> Offered:
         redis_sync.flushdb()
-        await seed_customers(settings, 0, 7)
+        await seed_customers(settings, 0, 7, now_ms=T0)
         clock.set(T0)
         return await walk()
 

@@ -292,3 +292,26 @@ def test_a_silver_customer_is_challenged_to_reach_gold_and_the_screen_shows_thei
     assert view["tier"] == "silver" and view["perception"] > 50, "a compliment lifts perception above neutral"
     assert all(0 <= view[k] <= 100 for k in ("contribution", "perception", "referral", "loyalty", "equity"))
     assert view["clv"] is None, "no lifetime value before a lifetime model is fitted"
+
+
+def test_the_roi_report_credits_a_purchase_to_the_coupon_that_won_it(channel: Channel) -> None:
+    decision = channel.decide("newbie", "web")
+    assert "welcome_coupon" in [t["id"] for t in decision["treatments"]]
+    feedback = {"decision_id": decision["decision_id"], "treatment_id": "welcome_coupon"}
+    for i, (outcome, value) in enumerate((("impression", None), ("accept", None), ("purchase", 180.0))):
+        body = {**feedback, "feedback_id": f"fb-roi-{i}", "outcome": outcome, "value": value}
+        assert channel.http.post("/v1/feedback", json=body).status_code == 202
+    response = channel.http.get("/v1/reports/roi", params={"days": 7})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    (first_order,) = [c for c in report["campaigns"] if c["campaign"] == "first_order"]
+    # rules/offers.yaml: welcome_coupon costs 0.01 per show and 8 per acceptance.
+    assert first_order["shows"] == 1 and first_order["accepts"] == 1
+    assert first_order["cost"] == pytest.approx(8.01)
+    assert first_order["revenue"] == pytest.approx(180.0)
+    assert first_order["roi"] == pytest.approx((180.0 - 8.01) / 8.01)
+    (webshop,) = [b for b in report["brands"] if b["brand"] == "webshop"]
+    assert webshop["revenue"] == pytest.approx(180.0)
+    (tier,) = report["tiers"]
+    assert tier["tier"] == "bronze" and tier["customers"] == 1, "a new customer starts in the lowest tier"
+    assert channel.http.get("/v1/reports/roi", params={"days": 0}).status_code == 422

@@ -22,6 +22,7 @@ from engine.api.http import schemas
 from engine.api.http.errors import BodySizeLimit, install_error_handlers, json_response
 from engine.bootstrap import Engine, open_engine
 from engine.clock import Clock
+from engine.reports.run import run_roi
 from engine.settings import Settings
 
 log = logging.getLogger("engine.http")
@@ -165,6 +166,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def voice(engine: EngineDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
         """Voice of the customer: per topic, what was liked, disliked and suggested in the last `days` days."""
         return json_response(await engine.service.voice(days))
+
+    @app.get("/v1/reports/roi", responses=ERRORS, tags=["reports"])
+    async def roi(engine: EngineDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
+        """ROI over the last `days` days at four levels: campaign, brand, customer spend by tier, and
+        the change in equity and CLV of treated customers against the holdout (attribution rule:
+        see engine.reports.roi)."""
+        rules = engine.rules.current
+        values = engine.service.values_for(rules)
+        report = await run_roi(engine.store.client, rules, values, engine.clock.now_ms(), days)
+        return json_response(report.to_dict())
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> Response:

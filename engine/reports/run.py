@@ -1,0 +1,39 @@
+"""Gathering what the ROI report needs from the store: the logs of the window, what each
+treatment costs today, and each customer's value now. Shared by `nba report roi` and
+`GET /v1/reports/roi`, so both report the same numbers."""
+
+from __future__ import annotations
+
+from redis import asyncio as aioredis
+
+from engine.equity.value import ValueModel
+from engine.errors import InvalidInput
+from engine.reports.roi import RoiReport, TreatmentEconomics, roi_report
+from engine.rules.ruleset import RuleSet
+from engine.state.log_reader import read_logs
+from engine.state.value_store import ValueStore
+
+MS_PER_DAY = 86_400_000
+MAX_DAYS = 366
+
+
+def economics_of(rules: RuleSet) -> dict[str, TreatmentEconomics]:
+    return {
+        t.id: TreatmentEconomics(t.cost_per_show, t.cost_per_accept, t.brand, t.campaign)
+        for t in (*rules.treatments, *rules.fallback)
+    }
+
+
+async def run_roi(client: aioredis.Redis, rules: RuleSet, values: ValueModel, now_ms: int, days: int) -> RoiReport:
+    """The report over the last `days` days up to `now_ms`."""
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidInput(f"days must be from 1 to {MAX_DAYS}, got {days}", field="days")
+    since = now_ms - days * MS_PER_DAY
+    logs = await read_logs(client, since_ms=since, until_ms=now_ms)
+    customers = sorted({str(d.get("customer_id")) for d in logs.decisions})
+    facts = await ValueStore(client).read_facts(customers)
+    current: dict[str, tuple[float, float | None]] = {}
+    for cid in customers:
+        value = values.evaluate(facts.get(cid, {}), now_ms)
+        current[cid] = (value.equity, value.clv)
+    return roi_report(logs.decisions, logs.feedback, economics_of(rules), current, since_ms=since, until_ms=now_ms)
