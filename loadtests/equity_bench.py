@@ -137,7 +137,28 @@ def bench_one(calls: int, config: EquityConfig) -> dict[str, float]:
         "equity_one_nan_retention_us": median_us(lambda: equity_one(row, NOW_MS, math.nan, params), calls),
         "equity_one_py_us": median_us(lambda: equity_one_py(row, NOW_MS, 0.8, params), max(calls // 10, 100)),
         "tier_gains_us": median_us(lambda: tier_gains(equity, target, uplift, bounds, money), calls),
+        **bench_per_decision(calls, config),
     }
+
+
+def bench_per_decision(calls: int, config: EquityConfig) -> dict[str, float]:
+    """What a decision pays for customer value: ValueModel.evaluate on facts as read from Redis,
+    without and with a fitted lifetime model (P(alive), expected purchases and CLV on top)."""
+    from engine.equity.clv import BGNBDParams, GammaGammaParams
+    from engine.equity.value import LifetimeModel, ValueModel
+    from engine.seed import DEMO_PURCHASES, DEMO_SPEND, demo_value_facts
+
+    (_, facts), *_ = demo_value_facts(["bench"], NOW_MS, config, seed=11)
+    lifetime = LifetimeModel(1, BGNBDParams(**_params(DEMO_PURCHASES)), GammaGammaParams(**_params(DEMO_SPEND)), NOW_MS, 1)
+    plain, fitted = ValueModel(config), ValueModel(config, lifetime)
+    return {
+        "per_decision_us": median_us(lambda: plain.evaluate(facts, NOW_MS), calls),
+        "per_decision_with_clv_us": median_us(lambda: fitted.evaluate(facts, NOW_MS), calls),
+    }
+
+
+def _params(p: Any) -> dict[str, float]:
+    return {k: v for k, v in p.to_dict().items() if k != "model"}
 
 
 def render(warm: float, batch: dict[str, Any], twin: dict[str, Any], one: dict[str, float]) -> None:
@@ -166,6 +187,8 @@ def render(warm: float, batch: dict[str, Any], twin: dict[str, Any], one: dict[s
     table.add_row("equity_one, retention unknown", f"{one['equity_one_nan_retention_us']:.2f}")
     table.add_row("equity_one_py (twin)", f"{one['equity_one_py_us']:.2f}")
     table.add_row(f"tier gains of {CANDIDATES} candidates (numba)", f"{one['tier_gains_us']:.2f}")
+    table.add_row("per decision: indices, equity, tier", f"{one['per_decision_us']:.2f}")
+    table.add_row("per decision, with P(alive), purchases and CLV", f"{one['per_decision_with_clv_us']:.2f}")
     console.print(table)
     shares = ", ".join(f"{k} {v:.1%}" for k, v in batch["tier_shares"].items())
     console.print(f"warm_up {warm:.3f} s; mean equity {batch['equity_mean']:.1f}; tiers: {shares}")
