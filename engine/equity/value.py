@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -84,7 +84,18 @@ class CustomerValue:
     clv: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelt out: dataclasses.asdict deep-copies every value, a measurable cost per decision.
+        return {
+            "contribution": self.contribution,
+            "perception": self.perception,
+            "referral": self.referral,
+            "loyalty": self.loyalty,
+            "equity": self.equity,
+            "tier": self.tier,
+            "p_alive": self.p_alive,
+            "expected_purchases": self.expected_purchases,
+            "clv": self.clv,
+        }
 
     def condition_fields(self) -> dict[str, Any]:
         """What conditions may read as `value.<field>` (engine.rules.vocabulary.VALUE_FIELDS);
