@@ -7,7 +7,8 @@ which blocks the server), and the model follower of each serving process.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -16,6 +17,14 @@ from redis.exceptions import RedisError
 
 from engine.errors import StoreUnavailable
 from engine.state import keys
+
+
+@contextlib.contextmanager
+def _guarded() -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        raise StoreUnavailable(f"state store error: {exc}") from exc
 
 
 class ValueStore:
@@ -27,7 +36,7 @@ class ValueStore:
         can happen while keys are added, is given once)."""
         seen: set[str] = set()
         batch: list[str] = []
-        try:
+        with _guarded():
             async for raw in self.client.scan_iter(match=keys.VALUE_FACTS_PATTERN, count=chunk):
                 key = raw.decode()
                 if key in seen:
@@ -39,8 +48,6 @@ class ValueStore:
                     batch = []
             if batch:
                 yield await self._read(batch)
-        except RedisError as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
 
     async def _read(self, batch: Sequence[str]) -> list[tuple[str, dict[str, float]]]:
         pipe = self.client.pipeline(transaction=False)
@@ -55,44 +62,34 @@ class ValueStore:
 
     async def save_lifetime_model(self, model: dict[str, Any]) -> int:
         """Store a fitted model under a new version and make it current; returns the version."""
-        try:
+        with _guarded():
             version = int(await self.client.incr(keys.LIFETIME_VERSION))
             payload = orjson.dumps({**model, "version": version})
             pipe = self.client.pipeline(transaction=True)
             pipe.set(keys.lifetime_model_version(version), payload)
             pipe.set(keys.LIFETIME_MODEL, payload)
             await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
         return version
 
     async def load_lifetime_model(self) -> dict[str, Any] | None:
-        try:
+        with _guarded():
             raw = await self.client.get(keys.LIFETIME_MODEL)
-        except RedisError as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
         return orjson.loads(raw) if raw else None
 
     async def write_equity(self, rows: Sequence[tuple[str, float, str]], at_ms: int) -> None:
         pipe = self.client.pipeline(transaction=False)
         for customer_id, equity, tier in rows:
             pipe.hset(keys.equity_snapshot(customer_id), mapping={"equity": repr(equity), "tier": tier, "at": at_ms})
-        try:
+        with _guarded():
             await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
 
     async def save_equity_summary(self, summary: dict[str, Any]) -> None:
-        try:
+        with _guarded():
             await self.client.set(keys.EQUITY_SUMMARY, orjson.dumps(summary))
-        except RedisError as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
 
     async def load_equity_summary(self) -> dict[str, Any] | None:
-        try:
+        with _guarded():
             raw = await self.client.get(keys.EQUITY_SUMMARY)
-        except RedisError as exc:
-            raise StoreUnavailable(f"state store error: {exc}") from exc
         return orjson.loads(raw) if raw else None
 
     async def read_facts(self, customer_ids: Sequence[str], chunk: int = 5_000) -> dict[str, dict[str, float]]:
@@ -101,9 +98,7 @@ class ValueStore:
         ids = list(customer_ids)
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
-            try:
+            with _guarded():
                 for cid, facts in await self._read([keys.value_facts(c) for c in part]):
                     out[cid] = facts
-            except RedisError as exc:
-                raise StoreUnavailable(f"state store error: {exc}") from exc
         return out
