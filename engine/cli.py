@@ -233,18 +233,26 @@ def simulate_learning(
 
 
 @rules_app.command("check")
-def rules_check(directory: Annotated[Path, typer.Argument(help="Rules directory.")] = Path("rules")) -> None:
-    """Load and compile a rule set; list every error (exit code 1 when there are any)."""
-    from engine.rules.loader import load_ruleset
+def rules_check(
+    directory: Annotated[Path, typer.Argument(help="Rules directory.")] = Path("rules"),
+    strict: Annotated[bool, typer.Option(help="Fail (exit code 1) on warnings too.")] = False,
+) -> None:
+    """Load and compile a rule set; list every error (exit code 1), then every warning: conditions
+    that can never be true, unreachable treatments, caps that can never bind."""
+    from engine.rules.lint import check
 
     try:
-        ruleset = load_ruleset(directory)
+        ruleset, warnings = check(directory)
     except RuleSetError as exc:
         for problem in exc.problems:
             err.print(problem.render(), markup=False, highlight=False)
         err.print(f"[red]{len(exc.problems)} error(s)[/red]")
         raise typer.Exit(1) from exc
-    console.print(f"ok: {len(ruleset.treatments)} treatments, version {ruleset.version}")
+    for warning in warnings:
+        err.print(warning.render(), markup=False, highlight=False)
+    console.print(f"ok: {len(ruleset.treatments)} treatments, version {ruleset.version}, {len(warnings)} warning(s)")
+    if strict and warnings:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

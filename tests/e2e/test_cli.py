@@ -93,3 +93,15 @@ def test_a_lifetime_fit_on_too_few_buyers_is_refused_clearly(
     assert result.exit_code == 2
     assert "only 14 customers have bought anything" in result.output
     assert redis_sync.get(keys.LIFETIME_MODEL) is None
+
+
+def test_rules_check_warns_and_strict_makes_warnings_fail(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "fields:\n  customer:\n    age: number\n"
+        "treatments:\n  - id: a\n    kind: offer\n    channels: [web]\n    eligibility: customer.age < 18 and customer.age > 65\n"
+    )
+    relaxed = runner.invoke(app, ["rules", "check", str(tmp_path)])
+    assert relaxed.exit_code == 0, relaxed.output
+    assert "a.yaml:8:" in relaxed.output and "`a` is unreachable" in relaxed.output and "1 warning(s)" in relaxed.output
+    strict = runner.invoke(app, ["rules", "check", "--strict", str(tmp_path)])
+    assert strict.exit_code == 1
