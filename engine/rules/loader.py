@@ -20,6 +20,7 @@ from engine.rules.ruleset import CompiledTreatment, RuleSet
 from engine.rules.schema import (
     Arbitration,
     ContactPolicy,
+    Experiments,
     Fields,
     FrequencyCapPolicy,
     Question,
@@ -250,7 +251,7 @@ def load_ruleset(directory: Path | str) -> RuleSet:
         if rule_file is not None:
             parsed.append((doc, rule_file))
 
-    fields, arbitration, equity, event_types = _singletons(parsed, problems)
+    fields, arbitration, equity, experiments, event_types = _singletons(parsed, problems)
     flags, counters = _trigger_names(parsed)
     questions = {q.id: q.field for _, rf in parsed for q in rf.questions if q is not None}
     vocab = Vocabulary.build(fields.customer, fields.context, event_types, flags, counters, questions)
@@ -323,6 +324,7 @@ def load_ruleset(directory: Path | str) -> RuleSet:
         source_dir=str(directory),
         triggers=tuple(triggers),
         equity=equity,
+        experiments=experiments,
     )
 
 
@@ -386,12 +388,12 @@ def _compile_triggers(
     return out
 
 
-SINGLETONS = ("fields", "arbitration", "equity")
+SINGLETONS = ("fields", "arbitration", "equity", "experiments")
 
 
 def _singletons(
     parsed: list[tuple[YamlDocument, RuleFile]], problems: list[RuleProblem]
-) -> tuple[Fields, Arbitration, EquityConfig, list[str]]:
+) -> tuple[Fields, Arbitration, EquityConfig, Experiments, list[str]]:
     """Sections that may appear in one file only (SINGLETONS); event types merge."""
     found: dict[str, Any] = {}
     event_types: list[str] = []
@@ -412,5 +414,6 @@ def _singletons(
         found.get("fields") or Fields(),
         found.get("arbitration") or Arbitration(),
         found.get("equity") or EquityConfig.default(),
+        found.get("experiments") or Experiments(),
         event_types,
     )

@@ -15,7 +15,7 @@ from typing import Any
 from engine.equity.config import EquityConfig
 from engine.equity.value import ValueModel
 from engine.rules.conditions import Condition
-from engine.rules.schema import Arbitration, FrequencyCapPolicy, SuppressionPolicy
+from engine.rules.schema import Arbitration, Experiments, FrequencyCapPolicy, SuppressionPolicy
 from engine.rules.triggers import CompiledTrigger
 from engine.rules.vocabulary import Vocabulary
 
@@ -85,6 +85,7 @@ class RuleSet:
     source_dir: str = ""
     triggers: tuple[CompiledTrigger, ...] = ()
     equity: EquityConfig = field(default_factory=EquityConfig.default)
+    experiments: Experiments = field(default_factory=Experiments)
     _candidates: dict[tuple[str, str | None], tuple[CompiledTreatment, ...]] = field(default_factory=dict, repr=False)
     _history: dict[tuple[str, str | None], bool] = field(default_factory=dict, repr=False)
 

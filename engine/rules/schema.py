@@ -125,6 +125,53 @@ class Arbitration(Strict):
     fallback: list[Identifier] = Field(default_factory=list, description="Shown when nothing else survives.")
 
 
+class Holdout(Strict):
+    """A control group: these customers get no treatment, or a uniformly random eligible one."""
+
+    share: float = Field(default=0.0, ge=0, le=0.5)
+    treatment: Literal["none", "random"] = "none"
+
+
+class Challenger(Strict):
+    """Another rule set or another response model, on a share of customers (sticky per customer)."""
+
+    id: Identifier
+    share: float = Field(gt=0, le=0.5)
+    rules: str | None = Field(default=None, description="Directory of the challenger rule set, relative to the rules directory.")
+    model: Identifier | None = Field(default=None, description="Response model (models/<id>.yaml) that scores this arm.")
+
+    @model_validator(mode="after")
+    def _one_change(self) -> Challenger:
+        if (self.rules is None) == (self.model is None):
+            raise ValueError("a challenger names either `rules` or `model`")
+        return self
+
+
+class Experiments(Strict):
+    """Arms a customer is assigned to by a hash of their id and `salt` (change it to reshuffle)."""
+
+    salt: str = "experiments-1"
+    holdout: Holdout = Holdout()
+    placements: dict[Identifier, Holdout] = Field(default_factory=dict, description="Holdout per placement.")
+    challengers: list[Challenger] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> Experiments:
+        ids = [c.id for c in self.challengers]
+        if len(set(ids)) != len(ids):
+            raise ValueError("challenger ids must be unique")
+        for where, holdout in [("holdout", self.holdout), *((f"placements.{p}", h) for p, h in self.placements.items())]:
+            total = holdout.share + sum(c.share for c in self.challengers)
+            if total > 0.9:
+                raise ValueError(
+                    f"{where}: holdout and challengers take {total:.0%} of customers; leave the champion at least 10%"
+                )
+        return self
+
+    def holdout_for(self, placement: str | None) -> Holdout:
+        return self.placements.get(placement, self.holdout) if placement is not None else self.holdout
+
+
 class Fields(Strict):
     """Declared decision-context fields, so conditions naming anything else are refused."""
 
@@ -230,6 +277,7 @@ class RuleFile(Strict):
     event_types: list[Identifier] = Field(default_factory=list, description="Event types beyond the built-in ones.")
     arbitration: Arbitration | None = None
     equity: EquityConfig | None = None
+    experiments: Experiments | None = None
     contact_policies: list[ContactPolicy] = Field(default_factory=list)
     treatments: list[Treatment] = Field(default_factory=list)
     triggers: list[Trigger] = Field(default_factory=list)
