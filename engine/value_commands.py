@@ -150,3 +150,28 @@ def report_roi(
         return
     for table in render(report):
         console.print(table)
+
+
+@report_app.command("arms")
+def report_arms(
+    days: Annotated[int, typer.Option(min=1, max=366, help="Window: the last N days.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    rules: RulesDir = None,
+) -> None:
+    """Experiment arms against the champion: acceptance and value per decision, with intervals."""
+    from engine.clock import SystemClock
+    from engine.reports.arms import arms_report, render
+    from engine.state.log_reader import read_logs
+
+    async def work() -> Any:
+        async with _connected(rules) as (client, _, _):
+            now = SystemClock().now_ms()
+            since = now - days * 86_400_000
+            logs = await read_logs(client, since_ms=since, until_ms=now)
+            return arms_report(logs.decisions, logs.feedback, since_ms=since, until_ms=now)
+
+    report = _run(work)
+    if as_json:
+        console.print_json(orjson.dumps(report.to_dict()).decode())
+        return
+    console.print(render(report))
