@@ -255,5 +255,20 @@ def rules_check(
         raise typer.Exit(1)
 
 
+@rules_app.command("test")
+def rules_test(
+    directory: Annotated[Path, typer.Argument(help="Rules directory, with *_test.yaml cases beside the rules.")] = Path("rules"),
+    strict: Annotated[bool, typer.Option(help="Also fail when a treatment or condition is not fully covered.")] = False,
+) -> None:
+    """Run the rule test cases (`*_test.yaml`): pass/fail per case with the reason, then coverage."""
+    from engine.rules.testing import render, run_rule_tests
+
+    report = run_rule_tests(directory)
+    for part in render(report):
+        console.print(part)
+    if not report.passed or (strict and (report.coverage is None or not report.coverage.complete)):
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

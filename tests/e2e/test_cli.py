@@ -105,3 +105,19 @@ def test_rules_check_warns_and_strict_makes_warnings_fail(tmp_path: Path) -> Non
     assert "a.yaml:8:" in relaxed.output and "`a` is unreachable" in relaxed.output and "1 warning(s)" in relaxed.output
     strict = runner.invoke(app, ["rules", "check", "--strict", str(tmp_path)])
     assert strict.exit_code == 1
+
+
+def test_rules_test_runs_the_shipped_cases_and_a_failing_case_fails(tmp_path: Path) -> None:
+    shipped = runner.invoke(app, ["rules", "test", "--strict", str(EXAMPLE_RULES)])
+    assert shipped.exit_code == 0, shipped.output
+    assert "0 failed" in shipped.output and "18 of 18 treatments" in shipped.output
+    for path in EXAMPLE_RULES.glob("*.yaml"):
+        if not path.name.endswith("_test.yaml"):
+            (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "wrong_test.yaml").write_text(
+        "cases:\n  - name: a newcomer gets the credit card\n    request: {channel: web}\n"
+        "    customer: {profile: {age: 30}}\n    expect: {first: status_challenge}\n"
+    )
+    failing = runner.invoke(app, ["rules", "test", str(tmp_path)])
+    assert failing.exit_code == 1
+    assert "a newcomer gets the credit card" in failing.output and "status_challenge" in failing.output
