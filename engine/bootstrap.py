@@ -28,7 +28,10 @@ from engine.errors import StoreUnavailable
 from engine.learning.serving import ModelRegistry, follow_models
 from engine.learning.spec import load_model_specs
 from engine.learning.worker import learn_model
+from engine.metrics import MetricsRegistry
 from engine.rules.registry import RuleRegistry
+from engine.rules.reload import Gate, RuleReloader, no_gate, watch_rules
+from engine.rules.testing import rule_tests_gate
 from engine.scoring import kernels as scoring_kernels
 from engine.settings import Settings
 from engine.state.connect import open_redis, store_for
@@ -49,16 +52,25 @@ class Engine:
     models: ModelRegistry
     learning: LearningStore
     timers: TimerWorker
+    reloader: RuleReloader
+    metrics: MetricsRegistry
 
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         redis_ok = await self.store.ping()
         detail: dict[str, object] = {
             "redis": "ok" if redis_ok else "unreachable",
             "rules_version": self.rules.current.version,
+            "rules": self.rules.status(),  # a refused reload shows here; the last good set still serves
             "treatments": len(self.rules.current.treatments),
             "models": self.models.versions(),
         }
         return redis_ok, detail
+
+
+def rules_gate(settings: Settings) -> Gate:
+    """What a rule set must pass, besides loading, to serve — at start-up and on every reload:
+    its test cases (`*_test.yaml`), unless NBA_RULES_TEST_GATE is off."""
+    return rule_tests_gate if settings.rules_test_gate else no_gate
 
 
 def load_models(settings: Settings, rules: RuleRegistry) -> ModelRegistry:
@@ -105,7 +117,9 @@ async def open_engine(
     settings: Settings, *, clock: Clock | None = None, client: aioredis.Redis | None = None
 ) -> AsyncIterator[Engine]:
     """Load the rules and models first (a bad set refuses to start before any connection is made)."""
-    rules = RuleRegistry.from_directory(settings.rules_dir)
+    clock = clock or SystemClock()
+    gate = rules_gate(settings)
+    rules = RuleRegistry.from_directory(settings.rules_dir, gate=gate, now_ms=clock.now_ms())
     models = load_models(settings, rules)
     warm_up_kernels()
     embedded: EmbeddedRedis | None = None
@@ -114,7 +128,6 @@ async def open_engine(
         client, embedded = open_redis(settings)
     location = embedded.url if embedded else (settings.redis_url or "injected client")
     store = store_for(client, settings)
-    clock = clock or SystemClock()
     rng = np.random.default_rng(settings.random_seed)
     service = DecisionService(store, rules, clock, models=models, rng=rng, max_batch_events=settings.max_batch_events)
     with contextlib.suppress(StoreUnavailable):
@@ -135,8 +148,14 @@ async def open_engine(
             for spec in models.specs
             if spec.enabled
         ]
+    metrics = MetricsRegistry()
+    reloader = RuleReloader(rules, clock, metrics, gate=gate)
+    if settings.rules_watch:
+        tasks.append(
+            asyncio.create_task(watch_rules(reloader, stop, debounce_ms=settings.rules_watch_debounce_ms), name="watch-rules")
+        )
     try:
-        yield Engine(settings, service, store, rules, clock, location, models, learning, timers)
+        yield Engine(settings, service, store, rules, clock, location, models, learning, timers, reloader, metrics)
     finally:
         stop.set()
         follower.cancel()  # it may be waiting on pub/sub; nothing to finish

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,25 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path("var"), description="Where the embedded Redis keeps its file.")
     rules_dir: Path = Path("rules")
+    rules_watch: bool = Field(
+        default=True,
+        description="Reload the rules when a file under rules_dir changes (a bad set is refused; the last good one serves).",
+    )
+    rules_test_gate: bool = Field(
+        default=True,
+        description="A rule set serves only if its test cases (*_test.yaml beside the rules) pass, at start and on reload.",
+    )
+    rules_watch_debounce_ms: int = Field(
+        default=1_600, ge=10, le=60_000, description="Group a burst of rule file changes into one reload, over at most this long."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description=(
+            "Bearer token (16 characters or more) for the admin endpoints (POST /v1/admin/rules/reload): send "
+            "`Authorization: Bearer <token>`. Unset: they answer 403, except with NBA_ENV=development, where they are open."
+        ),
+    )
     models_dir: Path = Field(default=Path("models"), description="Model specs; missing or empty: priors only.")
     learner: bool = Field(default=True, description="Run a learner in the serving process (or run `nba learner`).")
     timer_worker: bool = Field(default=True, description="Fire trigger timers in the serving process (or run `nba worker`).")

@@ -520,3 +520,16 @@ def render(report: RuleTestReport) -> list[RenderableType]:
         out.append(_coverage(report.coverage))
     out.append(_summary(report))
     return out
+
+
+def rule_tests_gate(rules: RuleSet, directory: Path) -> list[str]:
+    """The test cases as a reload gate (engine.rules.registry.Gate): one message per failure.
+
+    A directory without test files passes: tests are how marketers opt in to the gate.
+    """
+    if not case_files(directory):
+        return []
+    report = run_rule_tests(directory)
+    messages = [p.render() for p in report.problems]
+    messages += [f"{c.where}: case `{c.name}` failed: {'; '.join(c.failures)}" for c in report.failed]
+    return messages

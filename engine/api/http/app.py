@@ -7,12 +7,13 @@ The response models are still declared, so the OpenAPI document at /docs is comp
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
@@ -22,6 +23,7 @@ from engine.api.http import schemas
 from engine.api.http.errors import BodySizeLimit, install_error_handlers, json_response
 from engine.bootstrap import Engine, open_engine
 from engine.clock import Clock
+from engine.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from engine.reports.run import run_roi
 from engine.settings import Settings
 
@@ -88,6 +90,27 @@ def _parse(adapter: TypeAdapter[_Body], raw: bytes) -> _Body:
 
 def _event(e: schemas.EventRequest) -> domain.Event:
     return domain.Event(e.event_id, e.customer_id, e.type, e.ts, e.channel, e.attributes)
+
+
+def _admin_refusal(settings: Settings, authorization: str | None) -> str | None:
+    """Why an admin request is refused (None: allowed). A token, when set, is always required."""
+    if settings.admin_token is None:
+        if settings.env == "development":
+            return None
+        return "admin endpoints are disabled: set NBA_ADMIN_TOKEN and send `Authorization: Bearer <token>`"
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return "admin endpoints need `Authorization: Bearer <token>` (the value of NBA_ADMIN_TOKEN)"
+    if not hmac.compare_digest(token.encode(), settings.admin_token.get_secret_value().encode()):
+        return "the admin token does not match NBA_ADMIN_TOKEN"
+    return None
+
+
+RELOAD_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "The set was swapped (`changed`) or is unchanged: `{ok, version, changed, problems: []}`."},
+    403: {"model": schemas.ErrorResponse, "description": "No admin token, or the wrong one."},
+    422: {"description": "Refused: `{ok: false, version, problems}`; `version` is the set still serving."},
+}
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None) -> FastAPI:
@@ -187,6 +210,22 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         """Rules loaded and Redis answering (readiness)."""
         ok, detail = await engine.readiness()
         return json_response({"status": "ready" if ok else "not_ready", **detail}, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(engine: EngineDep) -> Response:
+        """Prometheus text format: rule reloads by result, the rule set in force, the last reload's time and duration."""
+        return Response(engine.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    @app.post("/v1/admin/rules/reload", responses=RELOAD_RESPONSES, tags=["admin"])
+    async def reload_rules(engine: EngineDep, authorization: Annotated[str | None, Header()] = None) -> Response:
+        """Load the rules directory again; the new set serves only if it loads and passes the gate."""
+        refusal = _admin_refusal(engine.settings, authorization)
+        if refusal is not None:
+            log.warning("admin request refused: %s", refusal)
+            return json_response({"error": "forbidden", "message": refusal}, 403)
+        outcome = await engine.reloader.reload("admin request")
+        body = {"ok": outcome.ok, "version": outcome.version, "changed": outcome.changed, "problems": list(outcome.problems)}
+        return json_response(body, 200 if outcome.ok else 422)
 
     if settings.bench_endpoints:
 
