@@ -29,6 +29,7 @@ bench: $(STAMP)  ## benchmarks against real server processes (figures to stdout 
 	$(BIN)/python -m loadtests.learning_bench
 	$(BIN)/python -m loadtests.equity_bench
 	$(BIN)/python -m loadtests.clv_bench
+	$(BIN)/python -m loadtests.reload_bench
 
 proto: $(STAMP)  ## regenerate engine/api/grpc/gen from proto/
 	$(BIN)/python -m engine.api.grpc.build
