@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -268,6 +268,62 @@ def rules_test(
         console.print(part)
     if not report.passed or (strict and (report.coverage is None or not report.coverage.complete)):
         raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    rules: Annotated[Path, typer.Option("--rules", help="Rule set to simulate.")] = Path("rules"),
+    baseline: Annotated[Path | None, typer.Option(help="Rule set to compare against (e.g. the one live now).")] = None,
+    customers: Annotated[int, typer.Option(min=1, max=10_000_000, help="Synthetic customers.")] = 100_000,
+    from_redis: Annotated[bool, typer.Option("--from-redis", help="Real customers from Redis instead.")] = False,
+    channel: Annotated[str, typer.Option(help="Channel of the simulated requests.")] = "web",
+    placement: Annotated[str | None, typer.Option(help="Placement of the simulated requests.")] = None,
+    random_seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic customers.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """What a rule set would do across many customers, without side effects: per treatment the
+    eligible and chosen shares, expected value, change against a baseline, and rules matching
+    0 % or 100 % of customers."""
+    import orjson
+
+    from engine.clock import SystemClock
+    from engine.rules.loader import load_ruleset
+    from engine.simulation.customers import load_customers, synthetic_customers
+    from engine.simulation.rules import planned_work, progress_bar, render
+    from engine.simulation.rules import simulate as run_simulation
+    from engine.state.connect import open_redis
+
+    try:
+        ruleset = load_ruleset(rules)
+        base = load_ruleset(baseline) if baseline is not None else None
+    except RuleSetError as exc:
+        for problem in exc.problems:
+            err.print(problem.render(), markup=False, highlight=False)
+        raise typer.Exit(1) from exc
+    now = SystemClock().now_ms()
+    if from_redis:
+        settings = _settings()
+        counters = sorted({*ruleset.counters, *(base.counters if base else ())})
+
+        async def read() -> Any:
+            client, embedded = open_redis(settings)
+            try:
+                return await load_customers(client, now_ms=now, recent_limit=settings.recent_limit, counters=counters)
+            finally:
+                await client.aclose()
+                if embedded is not None:
+                    embedded.close()
+
+        batch = asyncio.run(read())
+    else:
+        batch = synthetic_customers(customers, random_seed, ruleset, now_ms=now)
+    with progress_bar(planned_work(len(batch), baseline=base is not None)) as advance:
+        report = run_simulation(ruleset, batch, baseline=base, channel=channel, placement=placement, now_ms=now, progress=advance)
+    if as_json:
+        console.print_json(orjson.dumps(report.to_dict()).decode())
+        return
+    for part in render(report):
+        console.print(part)
 
 
 if __name__ == "__main__":

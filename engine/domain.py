@@ -60,13 +60,26 @@ class ChosenTreatment:
     """Probability that the policy shows this treatment (not to be confused with `propensity`)."""
 
 
+VerdictStage = Literal["eligibility", "cap", "policy", "suppression", "arbitration", "chosen"]
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Why a candidate was not chosen: a stage name and a human-readable reason."""
+    """Why a candidate was chosen or dropped: the stage that decided, in words and as data.
+
+    `detail` is structured and depends on the stage: for `eligibility`,
+    `{"condition", "failed": [{"expression", "was", "values"}]}`; for scored candidates, what
+    the value and context weight are made of. `components` is set for scored candidates (`chosen`,
+    `arbitration`, `policy`): `P` (propensity), `C` (context weight), `V` (value, with any
+    expected tier gain), `L` (lever) and `priority` = P × C × V × L, plus `rank` and
+    `selection_probability` for chosen ones.
+    """
 
     treatment_id: str
-    stage: Literal["eligibility", "cap", "policy", "suppression", "arbitration"]
+    stage: VerdictStage
     reason: str
+    detail: dict[str, Any] | None = None
+    components: dict[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

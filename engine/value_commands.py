@@ -167,7 +167,7 @@ def report_arms(
         async with _connected(rules) as (client, _, _):
             now = SystemClock().now_ms()
             since = now - days * 86_400_000
-            logs = await read_logs(client, since_ms=since, until_ms=now)
+            logs = await read_logs(client, since_ms=since)  # windowed by each record's `ts`
             return arms_report(logs.decisions, logs.feedback, since_ms=since, until_ms=now)
 
     report = _run(work)

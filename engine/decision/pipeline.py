@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.decision import verdicts as explained
 from engine.decision.exploration import ExplorationPolicy, in_holdout, select_slate
-from engine.decision.suitability import GroupBudget, cap_reason, group_budgets
+from engine.decision.suitability import cap_reason, group_budgets
 from engine.domain import ChosenTreatment, CustomerState, DecisionRequest, Verdict
 from engine.equity.value import CustomerValue, ValueModel
 from engine.learning.serving import ServedModel
@@ -180,17 +181,16 @@ def decide(
         # a reason for every dropped candidate was a measurable share of a decision.
         if t.eligibility is not None and not t.eligibility(ctx):
             if explain:
-                verdicts.append(Verdict(t.id, "eligibility", f"condition is false: {t.eligibility.source}"))
+                verdicts.append(explained.ineligible(t, ctx))
             continue
         reason = cap_reason(t, state.caps_day, state.caps_week, state.caps_total)
         if reason is not None:
             if explain:
-                verdicts.append(Verdict(t.id, "cap", reason))
+                verdicts.append(explained.capped(t, reason))
             continue
         if t.group in suppressed:
             if explain:
-                policy_id, _until = suppressed[t.group]
-                verdicts.append(Verdict(t.id, "suppression", f"contact policy `{policy_id}` suppresses group `{t.group}`"))
+                verdicts.append(explained.suppressed(t, *suppressed[t.group]))
             continue
         suitable.append(t)
         weights.append(context_weight(t, ctx) if t.context_weights else 1.0)
@@ -201,7 +201,8 @@ def decide(
     chosen: list[ChosenTreatment] = []
     candidates: tuple[dict[str, Any], ...] = ()
     if suitable:
-        s = score(suitable, weights, model, state, request, tier_gains(suitable, value, values))
+        gains = tier_gains(suitable, value, values)
+        s = score(suitable, weights, model, state, request, gains)
         selection = select_slate(
             s.priority,
             [t.group for t in suitable],
@@ -216,9 +217,9 @@ def decide(
         )
         for i, p in zip(selection.chosen, selection.selection_probability, strict=True):
             chosen.append(_chosen(suitable[i], float(s.propensity[i]), float(s.priority[i]), p))
-        shown = set(selection.chosen)
         if explain:
-            verdicts.extend(_not_shown(suitable, s.priority.tolist(), shown, budgets, limits.max_per_group))
+            scored = explained.Scored(suitable, weights, gains, s.propensity.tolist(), s.priority.tolist(), ctx)
+            verdicts.extend(scored.verdicts(selection.chosen, selection.selection_probability, budgets, limits.max_per_group))
         multipliers, propensities = s.multiplier.tolist(), s.propensity.tolist()
         candidates = tuple(
             {
@@ -236,7 +237,11 @@ def decide(
         for t in rules.fallback:
             if t.available(request.channel, request.placement) and len(chosen) < limits.limit:
                 prior = t.prior_mean
-                chosen.append(_chosen(t, prior, prior * context_weight(t, ctx) * t.value * t.lever, 1.0))
+                weight = context_weight(t, ctx)
+                priority = prior * weight * t.value * t.lever
+                chosen.append(_chosen(t, prior, priority, 1.0))
+                if explain:
+                    verdicts.append(explained.fallback_chosen(t, len(chosen), weight, priority, ctx))
         fallback = bool(chosen)
 
     counters: list[str] = []
@@ -259,25 +264,3 @@ def decide(
             **{f"budget:{g}": b.remaining for g, b in budgets.items()},
         },
     )
-
-
-def _not_shown(
-    suitable: Sequence[CompiledTreatment],
-    priority: np.ndarray,
-    shown: set[int],
-    budgets: dict[str, GroupBudget],
-    max_per_group: int,
-) -> list[Verdict]:
-    out = []
-    taken: dict[str, int] = {}
-    for i in shown:
-        taken[suitable[i].group] = taken.get(suitable[i].group, 0) + 1
-    for i, t in enumerate(suitable):
-        if i in shown:
-            continue
-        budget = budgets.get(t.group)
-        if budget is not None and taken.get(t.group, 0) >= budget.remaining:
-            out.append(Verdict(t.id, "policy", f"contact policy `{budget.policy_id}`: no `{t.group}` budget left"))
-        else:
-            out.append(Verdict(t.id, "arbitration", f"outranked (score {priority[i]:.4g}; at most {max_per_group} per group)"))
-    return out

@@ -11,6 +11,9 @@ Run-time semantics are total: a condition never raises. Missing fields read as `
 ordering comparisons involving `None` or mismatched types are false; arithmetic involving
 `None`, non-numbers or a zero divisor yields `None`. Errors in a rule are therefore caught
 when the rules load, never while deciding for a customer.
+
+`Condition.explain(ctx)` says which sub-expressions were false and what values they read
+(`explain.py`); only requests that ask for explanations pay for it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from engine.errors import EngineError, RuleProblem, SourcePos
+from engine.rules.explain import Explainer, Explanation, Planner
 from engine.rules.functions import (
     FUNCTIONS,
     FunctionSpec,
@@ -73,6 +77,7 @@ class Condition:
     names: frozenset[str]
     functions: frozenset[str]
     _fn: Callable[[EvalContext], bool] = field(repr=False, compare=False)
+    _explainer: Explainer = field(repr=False, compare=False)
 
     def __call__(self, ctx: EvalContext) -> bool:
         try:
@@ -81,6 +86,19 @@ class Condition:
             # Defence in depth: the generated code is total for well-formed contexts, but a
             # malformed context (say a namespace that is not a mapping) must not fail a decision.
             return False
+
+    def explain(self, ctx: EvalContext) -> Explanation:
+        """Evaluate again, tracing: the result and, when false, the sub-expressions that failed
+        with the values they read. Slower than a call; for explanations only.
+
+        >>> from engine.rules.vocabulary import Vocabulary
+        >>> vocab = Vocabulary.build(customer={"tier": "string"})
+        >>> condition = compile_condition("customer.tier in ['gold', 'platinum'] and cart.value > 50", vocab)
+        >>> ctx = EvalContext(data={"customer": {"tier": "gold"}, "cart": {"value": 20}}, now_ms=0)
+        >>> condition.explain(ctx).reason
+        'cart.value > 50 was false (cart.value = 20)'
+        """
+        return self._explainer.explain(self(ctx), ctx)
 
 
 _ORDERING: dict[type[ast.cmpop], str] = {
@@ -188,6 +206,8 @@ class _Compiler:
         self.functions: set[str] = set()
         self.globals: dict[str, Any] = dict(_HELPERS)
         self.temps = 0
+        self.generated: dict[ast.AST, ast.expr] = {}
+        """Checked node -> the code generated for it, for explanations (`explain.Planner`)."""
 
     # --- positions ---------------------------------------------------------------------
 
@@ -306,6 +326,7 @@ class _Compiler:
         method = _DISPATCH.get(type(node))
         if method is not None:
             result: ast.expr = method(self, node)
+            self.generated[node] = result
             return result
         message = _REFUSED_CONSTRUCTS.get(type(node))
         if message is None:
@@ -699,4 +720,5 @@ def compile_condition(
         names=frozenset(compiler.names),
         functions=frozenset(compiler.functions),
         _fn=fn,
+        _explainer=Planner(text, compiler.generated).build(source, tree.body, compiler.globals),
     )

@@ -121,3 +121,20 @@ def test_rules_test_runs_the_shipped_cases_and_a_failing_case_fails(tmp_path: Pa
     failing = runner.invoke(app, ["rules", "test", str(tmp_path)])
     assert failing.exit_code == 1
     assert "a newcomer gets the credit card" in failing.output and "status_challenge" in failing.output
+
+
+def test_simulate_compares_a_rule_set_with_its_baseline(tmp_path: Path) -> None:
+    for path in EXAMPLE_RULES.glob("*.yaml"):
+        if not path.name.endswith("_test.yaml"):
+            (tmp_path / path.name).write_text(path.read_text())
+    offers = tmp_path / "offers.yaml"
+    offers.write_text(offers.read_text().replace("eligibility: customer.age >= 21", "eligibility: customer.age >= 200"))
+    result = runner.invoke(
+        app, ["simulate", "--rules", str(tmp_path), "--baseline", str(EXAMPLE_RULES), "--customers", "2000", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.output)
+    rows = {row["id"]: row for row in report["treatments"]}
+    card = rows["credit_card_offer"]
+    assert card["current"]["eligible_share"] == 0.0 and card["flag"] == "never"
+    assert card["eligible_delta"] < 0, "fewer customers than under the baseline"

@@ -142,7 +142,9 @@ def decide_response(d: domain.Decision) -> pb.DecideResponse:
         for line in adj["lines"]:
             item.lines.add(sku=line["sku"], qty=line["qty"], price=line["price"], discount=line["discount"])
     for v in d.verdicts:
-        out.explanations.add(treatment_id=v.treatment_id, stage=v.stage, reason=v.reason)
+        item = out.explanations.add(treatment_id=v.treatment_id, stage=v.stage, reason=v.reason, components=v.components)
+        if v.detail is not None:
+            item.detail.update(v.detail)
     if d.customer_value is not None:
         _value(out.customer_value, d.customer_value)
     return out

@@ -43,9 +43,26 @@ class TreatmentOut(BaseModel):
 
 
 class VerdictOut(BaseModel):
+    """Why one candidate was chosen or dropped."""
+
     treatment_id: str
-    stage: str
-    reason: str
+    stage: str = Field(description="eligibility, cap, suppression, policy, arbitration (outranked) or chosen.")
+    reason: str = Field(description="The same, in words.")
+    detail: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Structured detail. For `eligibility`: `{condition, failed: [{expression, was, values}]}`, "
+            "each failed sub-expression with the values it read (null: missing); for a contact "
+            "policy: its id; for scored candidates: `{value, tier_gain, context_weights}`."
+        ),
+    )
+    components: dict[str, float] | None = Field(
+        default=None,
+        description=(
+            "For scored candidates: P (propensity), C (context weight), V (value with any expected tier "
+            "gain), L (lever) and priority = P × C × V × L; `rank` and `selection_probability` when chosen."
+        ),
+    )
 
 
 class AdjustedLine(BaseModel):

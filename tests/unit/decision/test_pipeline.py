@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
+import numpy as np
 import pytest
 
 from engine.clock import MS_PER_DAY
 from engine.decision.pipeline import decide
-from engine.domain import CustomerState, DecisionRequest
+from engine.domain import CustomerState, DecisionRequest, Verdict
 from engine.rules.loader import load_ruleset
 from engine.rules.ruleset import RuleSet
 
@@ -239,3 +241,110 @@ def test_a_target_tier_the_equity_section_lacks_is_refused_with_its_line(tmp_pat
         load_ruleset(directory)
     text = str(caught.value)
     assert "unknown tier `diamond`" in text and "rules.yaml:21" in text and "bronze, silver, gold" in text
+
+
+# --- explanations ---------------------------------------------------------------------------------
+
+
+def verdicts_by_id(plan: object) -> dict[str, Verdict]:
+    found = {v.treatment_id: v for v in plan.verdicts}  # type: ignore[attr-defined]
+    assert len(found) == len(plan.verdicts), "one verdict per candidate"  # type: ignore[attr-defined]
+    return found
+
+
+def product(components: dict[str, float]) -> float:
+    return components["P"] * components["C"] * components["V"] * components["L"]
+
+
+def test_every_candidate_gets_a_verdict_and_the_chosen_ones_their_rank(rules: RuleSet) -> None:
+    state = CustomerState("c1", profile={"tier": "silver"}, caps_day={"t:big_sale": 1})
+    plan = decide(state, web(explain=True), rules, NOW)
+    by_id = verdicts_by_id(plan)
+    assert {t: v.stage for t, v in by_id.items()} == {
+        "gold_only": "eligibility",
+        "big_sale": "cap",
+        "small_sale": "chosen",
+        "mobile_boost": "chosen",
+    }
+    for rank, shown in enumerate(plan.treatments, start=1):
+        parts = by_id[shown.id].components
+        assert parts is not None and parts["rank"] == rank
+        assert parts["selection_probability"] == pytest.approx(shown.selection_probability)
+        assert parts["priority"] == pytest.approx(shown.score, rel=1e-6)
+        assert f"chosen at rank {rank}" in by_id[shown.id].reason
+
+
+def test_score_components_multiply_to_the_priority_for_chosen_and_outranked(rules: RuleSet) -> None:
+    plan = decide(CustomerState("c1", profile={"tier": "gold"}), web(explain=True, device="ios"), rules, NOW)
+    by_id = verdicts_by_id(plan)
+    assert by_id["gold_only"].stage == "arbitration" and "outranked" in by_id["gold_only"].reason
+    scored = [v for v in plan.verdicts if v.stage in ("chosen", "arbitration")]
+    assert {v.stage for v in scored} == {"chosen", "arbitration"}
+    for v in scored:
+        assert v.components is not None
+        assert product(v.components) == pytest.approx(v.components["priority"], rel=1e-6)
+    boost = by_id["mobile_boost"]
+    assert boost.components is not None and boost.components["C"] == 100
+    assert boost.detail == {
+        "value": 1.0,
+        "tier_gain": 0.0,
+        "context_weights": [{"when": "context.device == 'ios'", "weight": 100.0, "held": True}],
+    }
+    big = by_id["big_sale"].components
+    assert big is not None and (big["P"], big["V"], big["L"]) == (pytest.approx(0.1), 100, 1)
+
+
+def test_an_ineligible_candidate_names_the_failed_expression_and_its_value(rules: RuleSet) -> None:
+    plan = decide(CustomerState("c1", profile={"tier": "silver"}), web(explain=True), rules, NOW)
+    verdict = verdicts_by_id(plan)["gold_only"]
+    assert verdict.reason == "not eligible: customer.tier == 'gold' was false (customer.tier = 'silver')"
+    assert verdict.detail == {
+        "condition": "customer.tier == 'gold'",
+        "failed": [{"expression": "customer.tier == 'gold'", "was": False, "values": {"customer.tier": "silver"}}],
+    }
+    missing = verdicts_by_id(decide(CustomerState("c1"), web(explain=True), rules, NOW))["gold_only"]
+    assert missing.reason.endswith("(customer.tier is missing)")
+
+
+def test_a_suppressed_or_budget_blocked_candidate_names_its_policy(rules: RuleSet) -> None:
+    complained = CustomerState("c1", last={"complaint": {"ts": NOW - MS_PER_DAY}})
+    suppressed = verdicts_by_id(decide(complained, web(explain=True), rules, NOW))["big_sale"]
+    assert suppressed.stage == "suppression" and suppressed.detail is not None
+    assert (suppressed.detail["policy"], suppressed.detail["group"]) == ("cooldown", "sales")
+    blocked = verdicts_by_id(decide(CustomerState("c1", caps_day={"g:sales": 2}), web(explain=True), rules, NOW))["small_sale"]
+    assert blocked.stage == "policy" and blocked.detail is not None and blocked.detail["policy"] == "sales_cap"
+    assert blocked.components is not None and product(blocked.components) == pytest.approx(blocked.components["priority"])
+
+
+def test_a_fallback_is_explained_as_chosen(rules: RuleSet) -> None:
+    plan = decide(CustomerState("c1"), DecisionRequest("c1", "email", explain=True), rules, NOW)
+    verdict = verdicts_by_id(plan)["newsletter"]
+    assert verdict.stage == "chosen" and "fallback" in verdict.reason
+    assert verdict.components is not None and verdict.components["rank"] == 1
+    assert product(verdict.components) == pytest.approx(plan.treatments[0].score, rel=1e-6)
+
+
+def test_explaining_leaves_the_decision_unchanged(rules: RuleSet) -> None:
+    state = CustomerState("c1", profile={"tier": "gold"}, caps_day={"g:sales": 2})
+    plain = decide(state, web(device="ios"), rules, NOW, rng=np.random.default_rng(3))
+    explained = decide(state, web(explain=True, device="ios"), rules, NOW, rng=np.random.default_rng(3))
+    assert plain.verdicts == () and explained.verdicts
+    assert dataclasses.replace(explained, verdicts=()) == plain
+
+
+def test_value_component_includes_the_expected_tier_gain(tmp_path_factory: pytest.TempPathFactory) -> None:
+    directory = tmp_path_factory.mktemp("growth-explained")
+    (directory / "rules.yaml").write_text(textwrap.dedent(GROWTH_RULES))
+    rules = load_ruleset(directory)
+    silver = CustomerState("c1", facts=facts_for([(200.0, 90), (200.0, 30), (200.0, 3)]))
+    plan = decide(silver, web(explain=True), rules, NOW)
+    assert plan.value is not None
+    expected_gain = 0.5 * (55 - plan.value.equity) * 20
+    grow = verdicts_by_id(plan)["grow_to_gold"]
+    assert grow.components is not None and grow.detail is not None
+    assert grow.components["V"] == pytest.approx(10 + expected_gain, rel=1e-6)
+    assert grow.detail["tier_gain"] == pytest.approx(expected_gain, rel=1e-6) and grow.detail["value"] == 10
+    assert product(grow.components) == pytest.approx(grow.components["priority"], rel=1e-6)
+    assert "expected tier gain" in grow.reason
+    rich = verdicts_by_id(plan)["rich_offer"].components
+    assert rich is not None and rich["V"] == 100, "no gain for a treatment that aims at no tier"

@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15nba/v1/decision.proto\x12\x06nba.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdc\x01\n\rDecideRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x16\n\tplacement\x18\x03 \x01(\tH\x00\x88\x01\x01\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12&\n\x05\x65vent\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x42\x0c\n\n_placementB\x08\n\x06_limit\"\xa0\x01\n\tTreatment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\npropensity\x18\x05 \x01(\x01\x12(\n\x07\x63ontent\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1d\n\x15selection_probability\x18\x07 \x01(\x01\"B\n\x0b\x45xplanation\x12\x14\n\x0ctreatment_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa5\x03\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x16\n\tplacement\x18\x04 \x01(\tH\x00\x88\x01\x01\x12%\n\ntreatments\x18\x05 \x03(\x0b\x32\x11.nba.v1.Treatment\x12\x15\n\rrules_version\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\x08 \x01(\x08\x12)\n\x0c\x65xplanations\x18\t \x03(\x0b\x32\x13.nba.v1.Explanation\x12\x1a\n\rmodel_version\x18\n \x01(\tH\x01\x88\x01\x01\x12\x30\n\x10\x63\x61rt_adjustments\x18\x0b \x03(\x0b\x32\x16.nba.v1.CartAdjustment\x12\x32\n\x0e\x63ustomer_value\x18\x0c \x01(\x0b\x32\x15.nba.v1.CustomerValueH\x02\x88\x01\x01\x42\x0c\n\n_placementB\x10\n\x0e_model_versionB\x11\n\x0f_customer_value\"\xee\x01\n\rCustomerValue\x12\x14\n\x0c\x63ontribution\x18\x01 \x01(\x01\x12\x12\n\nperception\x18\x02 \x01(\x01\x12\x10\n\x08referral\x18\x03 \x01(\x01\x12\x0f\n\x07loyalty\x18\x04 \x01(\x01\x12\x0e\n\x06\x65quity\x18\x05 \x01(\x01\x12\x0c\n\x04tier\x18\x06 \x01(\t\x12\x14\n\x07p_alive\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x12\x65xpected_purchases\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03\x63lv\x18\t \x01(\x01H\x02\x88\x01\x01\x42\n\n\x08_p_aliveB\x15\n\x13_expected_purchasesB\x06\n\x04_clv\"m\n\x0e\x43\x61rtAdjustment\x12\x14\n\x0ctreatment_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63oupon\x18\x02 \x01(\t\x12#\n\x05lines\x18\x03 \x03(\x0b\x32\x14.nba.v1.AdjustedLine\x12\x10\n\x08\x64iscount\x18\x04 \x01(\x01\"I\n\x0c\x41\x64justedLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x05\x12\r\n\x05price\x18\x03 \x01(\x01\x12\x10\n\x08\x64iscount\x18\x04 \x01(\x01\"\xa3\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x02ts\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07\x63hannel\x18\x05 \x01(\tH\x01\x88\x01\x01\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\x05\n\x03_tsB\n\n\x08_channel\"4\n\x13RecordEventsRequest\x12\x1d\n\x06\x65vents\x18\x01 \x03(\x0b\x32\r.nba.v1.Event\"6\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\"\x9e\x01\n\x15RecordFeedbackRequest\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x14\n\x0ctreatment_id\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x12\n\x05value\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x02ts\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\x08\n\x06_valueB\x05\n\x03_ts\"=\n\x16RecordFeedbackResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"C\n\x08\x43\x61rtLine\x12\x0b\n\x03qty\x18\x01 \x01(\x03\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\x03\"\x9a\x01\n\x04\x43\x61rt\x12\r\n\x05value\x18\x01 \x01(\x01\x12\r\n\x05items\x18\x02 \x01(\x03\x12\x0c\n\x04skus\x18\x03 \x03(\t\x12&\n\x05lines\x18\x04 \x03(\x0b\x32\x17.nba.v1.Cart.LinesEntry\x1a>\n\nLinesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.nba.v1.CartLine:\x02\x38\x01\";\n\x0bSuppression\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\r\n\x05until\x18\x03 \x01(\x03\"\x88\x01\n\x0bInteraction\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x14\n\x07\x63hannel\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\nattributes\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\n\n\x08_channel\"\xb3\x03\n\x13GetCustomerResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12(\n\x07profile\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x04\x63\x61rt\x18\x04 \x01(\x0b\x32\x0c.nba.v1.Cart\x12)\n\x0csuppressions\x18\x05 \x03(\x0b\x32\x13.nba.v1.Suppression\x12#\n\x06recent\x18\x06 \x03(\x0b\x32\x13.nba.v1.Interaction\x12=\n\tresponses\x18\x07 \x03(\x0b\x32*.nba.v1.GetCustomerResponse.ResponsesEntry\x12&\n\tpurchases\x18\x08 \x03(\x0b\x32\x13.nba.v1.Interaction\x12#\n\x06orders\x18\t \x03(\x0b\x32\x13.nba.v1.OrderStatus\x12$\n\x05value\x18\n \x01(\x0b\x32\x15.nba.v1.CustomerValue\x1a\x30\n\x0eResponsesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\";\n\x0bOrderStatus\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x32\xe1\x02\n\x0f\x44\x65\x63isionService\x12\x37\n\x06\x44\x65\x63ide\x12\x15.nba.v1.DecideRequest\x1a\x16.nba.v1.DecideResponse\x12\x43\n\x0cRecordEvents\x12\x1b.nba.v1.RecordEventsRequest\x1a\x16.nba.v1.IngestResponse\x12\x37\n\x0cStreamEvents\x12\r.nba.v1.Event\x1a\x16.nba.v1.IngestResponse(\x01\x12O\n\x0eRecordFeedback\x12\x1d.nba.v1.RecordFeedbackRequest\x1a\x1e.nba.v1.RecordFeedbackResponse\x12\x46\n\x0bGetCustomer\x12\x1a.nba.v1.GetCustomerRequest\x1a\x1b.nba.v1.GetCustomerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15nba/v1/decision.proto\x12\x06nba.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdc\x01\n\rDecideRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x16\n\tplacement\x18\x03 \x01(\tH\x00\x88\x01\x01\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12&\n\x05\x65vent\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x42\x0c\n\n_placementB\x08\n\x06_limit\"\xa0\x01\n\tTreatment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\npropensity\x18\x05 \x01(\x01\x12(\n\x07\x63ontent\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1d\n\x15selection_probability\x18\x07 \x01(\x01\"\xd7\x01\n\x0b\x45xplanation\x12\x14\n\x0ctreatment_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\'\n\x06\x64\x65tail\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x37\n\ncomponents\x18\x05 \x03(\x0b\x32#.nba.v1.Explanation.ComponentsEntry\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa5\x03\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x16\n\tplacement\x18\x04 \x01(\tH\x00\x88\x01\x01\x12%\n\ntreatments\x18\x05 \x03(\x0b\x32\x11.nba.v1.Treatment\x12\x15\n\rrules_version\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\x08 \x01(\x08\x12)\n\x0c\x65xplanations\x18\t \x03(\x0b\x32\x13.nba.v1.Explanation\x12\x1a\n\rmodel_version\x18\n \x01(\tH\x01\x88\x01\x01\x12\x30\n\x10\x63\x61rt_adjustments\x18\x0b \x03(\x0b\x32\x16.nba.v1.CartAdjustment\x12\x32\n\x0e\x63ustomer_value\x18\x0c \x01(\x0b\x32\x15.nba.v1.CustomerValueH\x02\x88\x01\x01\x42\x0c\n\n_placementB\x10\n\x0e_model_versionB\x11\n\x0f_customer_value\"\xee\x01\n\rCustomerValue\x12\x14\n\x0c\x63ontribution\x18\x01 \x01(\x01\x12\x12\n\nperception\x18\x02 \x01(\x01\x12\x10\n\x08referral\x18\x03 \x01(\x01\x12\x0f\n\x07loyalty\x18\x04 \x01(\x01\x12\x0e\n\x06\x65quity\x18\x05 \x01(\x01\x12\x0c\n\x04tier\x18\x06 \x01(\t\x12\x14\n\x07p_alive\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x12\x65xpected_purchases\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03\x63lv\x18\t \x01(\x01H\x02\x88\x01\x01\x42\n\n\x08_p_aliveB\x15\n\x13_expected_purchasesB\x06\n\x04_clv\"m\n\x0e\x43\x61rtAdjustment\x12\x14\n\x0ctreatment_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63oupon\x18\x02 \x01(\t\x12#\n\x05lines\x18\x03 \x03(\x0b\x32\x14.nba.v1.AdjustedLine\x12\x10\n\x08\x64iscount\x18\x04 \x01(\x01\"I\n\x0c\x41\x64justedLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\x05\x12\r\n\x05price\x18\x03 \x01(\x01\x12\x10\n\x08\x64iscount\x18\x04 \x01(\x01\"\xa3\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x02ts\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07\x63hannel\x18\x05 \x01(\tH\x01\x88\x01\x01\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\x05\n\x03_tsB\n\n\x08_channel\"4\n\x13RecordEventsRequest\x12\x1d\n\x06\x65vents\x18\x01 \x03(\x0b\x32\r.nba.v1.Event\"6\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\"\x9e\x01\n\x15RecordFeedbackRequest\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x14\n\x0ctreatment_id\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x12\n\x05value\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x02ts\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\x08\n\x06_valueB\x05\n\x03_ts\"=\n\x16RecordFeedbackResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"C\n\x08\x43\x61rtLine\x12\x0b\n\x03qty\x18\x01 \x01(\x03\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\x03\"\x9a\x01\n\x04\x43\x61rt\x12\r\n\x05value\x18\x01 \x01(\x01\x12\r\n\x05items\x18\x02 \x01(\x03\x12\x0c\n\x04skus\x18\x03 \x03(\t\x12&\n\x05lines\x18\x04 \x03(\x0b\x32\x17.nba.v1.Cart.LinesEntry\x1a>\n\nLinesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.nba.v1.CartLine:\x02\x38\x01\";\n\x0bSuppression\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\r\n\x05until\x18\x03 \x01(\x03\"\x88\x01\n\x0bInteraction\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x14\n\x07\x63hannel\x18\x04 \x01(\tH\x00\x88\x01\x01\x12+\n\nattributes\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\n\n\x08_channel\"\xb3\x03\n\x13GetCustomerResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12(\n\x07profile\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x04\x63\x61rt\x18\x04 \x01(\x0b\x32\x0c.nba.v1.Cart\x12)\n\x0csuppressions\x18\x05 \x03(\x0b\x32\x13.nba.v1.Suppression\x12#\n\x06recent\x18\x06 \x03(\x0b\x32\x13.nba.v1.Interaction\x12=\n\tresponses\x18\x07 \x03(\x0b\x32*.nba.v1.GetCustomerResponse.ResponsesEntry\x12&\n\tpurchases\x18\x08 \x03(\x0b\x32\x13.nba.v1.Interaction\x12#\n\x06orders\x18\t \x03(\x0b\x32\x13.nba.v1.OrderStatus\x12$\n\x05value\x18\n \x01(\x0b\x32\x15.nba.v1.CustomerValue\x1a\x30\n\x0eResponsesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\";\n\x0bOrderStatus\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x32\xe1\x02\n\x0f\x44\x65\x63isionService\x12\x37\n\x06\x44\x65\x63ide\x12\x15.nba.v1.DecideRequest\x1a\x16.nba.v1.DecideResponse\x12\x43\n\x0cRecordEvents\x12\x1b.nba.v1.RecordEventsRequest\x1a\x16.nba.v1.IngestResponse\x12\x37\n\x0cStreamEvents\x12\r.nba.v1.Event\x1a\x16.nba.v1.IngestResponse(\x01\x12O\n\x0eRecordFeedback\x12\x1d.nba.v1.RecordFeedbackRequest\x1a\x1e.nba.v1.RecordFeedbackResponse\x12\x46\n\x0bGetCustomer\x12\x1a.nba.v1.GetCustomerRequest\x1a\x1b.nba.v1.GetCustomerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nba.v1.decision_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_EXPLANATION_COMPONENTSENTRY']._loaded_options = None
+  _globals['_EXPLANATION_COMPONENTSENTRY']._serialized_options = b'8\001'
   _globals['_CART_LINESENTRY']._loaded_options = None
   _globals['_CART_LINESENTRY']._serialized_options = b'8\001'
   _globals['_GETCUSTOMERRESPONSE_RESPONSESENTRY']._loaded_options = None
@@ -40,44 +42,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECIDEREQUEST']._serialized_end=284
   _globals['_TREATMENT']._serialized_start=287
   _globals['_TREATMENT']._serialized_end=447
-  _globals['_EXPLANATION']._serialized_start=449
-  _globals['_EXPLANATION']._serialized_end=515
-  _globals['_DECIDERESPONSE']._serialized_start=518
-  _globals['_DECIDERESPONSE']._serialized_end=939
-  _globals['_CUSTOMERVALUE']._serialized_start=942
-  _globals['_CUSTOMERVALUE']._serialized_end=1180
-  _globals['_CARTADJUSTMENT']._serialized_start=1182
-  _globals['_CARTADJUSTMENT']._serialized_end=1291
-  _globals['_ADJUSTEDLINE']._serialized_start=1293
-  _globals['_ADJUSTEDLINE']._serialized_end=1366
-  _globals['_EVENT']._serialized_start=1369
-  _globals['_EVENT']._serialized_end=1532
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=1534
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=1586
-  _globals['_INGESTRESPONSE']._serialized_start=1588
-  _globals['_INGESTRESPONSE']._serialized_end=1642
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=1645
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=1803
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=1805
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=1866
-  _globals['_GETCUSTOMERREQUEST']._serialized_start=1868
-  _globals['_GETCUSTOMERREQUEST']._serialized_end=1909
-  _globals['_CARTLINE']._serialized_start=1911
-  _globals['_CARTLINE']._serialized_end=1978
-  _globals['_CART']._serialized_start=1981
-  _globals['_CART']._serialized_end=2135
-  _globals['_CART_LINESENTRY']._serialized_start=2073
-  _globals['_CART_LINESENTRY']._serialized_end=2135
-  _globals['_SUPPRESSION']._serialized_start=2137
-  _globals['_SUPPRESSION']._serialized_end=2196
-  _globals['_INTERACTION']._serialized_start=2199
-  _globals['_INTERACTION']._serialized_end=2335
-  _globals['_GETCUSTOMERRESPONSE']._serialized_start=2338
-  _globals['_GETCUSTOMERRESPONSE']._serialized_end=2773
-  _globals['_GETCUSTOMERRESPONSE_RESPONSESENTRY']._serialized_start=2725
-  _globals['_GETCUSTOMERRESPONSE_RESPONSESENTRY']._serialized_end=2773
-  _globals['_ORDERSTATUS']._serialized_start=2775
-  _globals['_ORDERSTATUS']._serialized_end=2834
-  _globals['_DECISIONSERVICE']._serialized_start=2837
-  _globals['_DECISIONSERVICE']._serialized_end=3190
+  _globals['_EXPLANATION']._serialized_start=450
+  _globals['_EXPLANATION']._serialized_end=665
+  _globals['_EXPLANATION_COMPONENTSENTRY']._serialized_start=616
+  _globals['_EXPLANATION_COMPONENTSENTRY']._serialized_end=665
+  _globals['_DECIDERESPONSE']._serialized_start=668
+  _globals['_DECIDERESPONSE']._serialized_end=1089
+  _globals['_CUSTOMERVALUE']._serialized_start=1092
+  _globals['_CUSTOMERVALUE']._serialized_end=1330
+  _globals['_CARTADJUSTMENT']._serialized_start=1332
+  _globals['_CARTADJUSTMENT']._serialized_end=1441
+  _globals['_ADJUSTEDLINE']._serialized_start=1443
+  _globals['_ADJUSTEDLINE']._serialized_end=1516
+  _globals['_EVENT']._serialized_start=1519
+  _globals['_EVENT']._serialized_end=1682
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=1684
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=1736
+  _globals['_INGESTRESPONSE']._serialized_start=1738
+  _globals['_INGESTRESPONSE']._serialized_end=1792
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=1795
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=1953
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=1955
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=2016
+  _globals['_GETCUSTOMERREQUEST']._serialized_start=2018
+  _globals['_GETCUSTOMERREQUEST']._serialized_end=2059
+  _globals['_CARTLINE']._serialized_start=2061
+  _globals['_CARTLINE']._serialized_end=2128
+  _globals['_CART']._serialized_start=2131
+  _globals['_CART']._serialized_end=2285
+  _globals['_CART_LINESENTRY']._serialized_start=2223
+  _globals['_CART_LINESENTRY']._serialized_end=2285
+  _globals['_SUPPRESSION']._serialized_start=2287
+  _globals['_SUPPRESSION']._serialized_end=2346
+  _globals['_INTERACTION']._serialized_start=2349
+  _globals['_INTERACTION']._serialized_end=2485
+  _globals['_GETCUSTOMERRESPONSE']._serialized_start=2488
+  _globals['_GETCUSTOMERRESPONSE']._serialized_end=2923
+  _globals['_GETCUSTOMERRESPONSE_RESPONSESENTRY']._serialized_start=2875
+  _globals['_GETCUSTOMERRESPONSE_RESPONSESENTRY']._serialized_end=2923
+  _globals['_ORDERSTATUS']._serialized_start=2925
+  _globals['_ORDERSTATUS']._serialized_end=2984
+  _globals['_DECISIONSERVICE']._serialized_start=2987
+  _globals['_DECISIONSERVICE']._serialized_end=3340
 # @@protoc_insertion_point(module_scope)

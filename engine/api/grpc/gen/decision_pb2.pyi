@@ -44,14 +44,25 @@ class Treatment(_message.Message):
     def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., propensity: _Optional[float] = ..., content: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., selection_probability: _Optional[float] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("treatment_id", "stage", "reason")
+    __slots__ = ("treatment_id", "stage", "reason", "detail", "components")
+    class ComponentsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     TREATMENT_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
     treatment_id: str
     stage: str
     reason: str
-    def __init__(self, treatment_id: _Optional[str] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    detail: _struct_pb2.Struct
+    components: _containers.ScalarMap[str, float]
+    def __init__(self, treatment_id: _Optional[str] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., components: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version", "cart_adjustments", "customer_value")
