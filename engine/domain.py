@@ -99,6 +99,8 @@ class Decision:
     """Coupons chosen, as discounts on the cart's line items, for the channel to apply."""
     customer_value: dict[str, Any] | None = None
     """The customer's indices, equity, tier and lifetime value at decision time."""
+    arm: str = "champion"
+    """Experiment arm: `champion`, `holdout` or `challenger:<id>` (engine.decision.arms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,8 @@ class StoredDecision:
     """The slate's limit, max per group and remaining group budgets (`budget:<group>`)."""
     value: dict[str, Any] | None = None
     """`{equity, tier, clv}` of the customer when decided: the ROI report's starting point."""
+    arm: str = "champion"
+    """Experiment arm the customer was in (engine.decision.arms)."""
 
     def treatment_ids(self) -> list[str]:
         return [t["id"] for t in self.treatments]

@@ -164,10 +164,14 @@ def decide(
     rng: np.random.Generator | None = None,
     fallback_only: bool = False,
     values: ValueModel | None = None,
+    policy: ExplorationPolicy | None = None,
+    show_nothing: bool = False,
 ) -> DecisionPlan:
     """Choose treatments. `fallback_only` is for when state could not be read: conditions such
     as "has never purchased" would be true of an empty state, so only fallbacks are safe.
-    `values` is the rule set's value model with the fitted lifetime model, if any."""
+    `values` is the rule set's value model with the fitted lifetime model, if any. `policy`
+    overrides the model's exploration policy (an experiment's random holdout); `show_nothing`
+    is the no-treatment holdout: the customer's value is still worked out and logged."""
     values = values if values is not None else rules.value_model
     value = values.evaluate(state.facts, now_ms)
     ctx = eval_context(state, request, now_ms, value)
@@ -176,7 +180,7 @@ def decide(
     verdicts: list[Verdict] = []
     suitable: list[CompiledTreatment] = []
     weights: list[float] = []
-    for t in () if fallback_only else rules.candidates(request.channel, request.placement):
+    for t in () if fallback_only or show_nothing else rules.candidates(request.channel, request.placement):
         # Reasons are only worded when asked for: most requests do not explain, and wording
         # a reason for every dropped candidate was a measurable share of a decision.
         if t.eligibility is not None and not t.eligibility(ctx):
@@ -197,7 +201,8 @@ def decide(
 
     limits = rules.limits(request.placement, request.limit)
     budgets = group_budgets(rules, state.caps_day, state.caps_week)
-    policy = policy_for(model.spec if model else None, request.placement, request.customer_id)
+    if policy is None:
+        policy = policy_for(model.spec if model else None, request.placement, request.customer_id)
     chosen: list[ChosenTreatment] = []
     candidates: tuple[dict[str, Any], ...] = ()
     if suitable:
@@ -233,7 +238,7 @@ def decide(
             for i, t in enumerate(suitable)
         )
     fallback = False
-    if not chosen:
+    if not chosen and not show_nothing:
         for t in rules.fallback:
             if t.available(request.channel, request.placement) and len(chosen) < limits.limit:
                 prior = t.prior_mean

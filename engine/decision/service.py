@@ -7,18 +7,22 @@ logic, and writes once.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.clock import Clock
+from engine.decision.arms import HOLDOUT, Arm, assign
 from engine.decision.coupons import cart_adjustments
 from engine.decision.events import EventEffects, effects_of
+from engine.decision.exploration import ExplorationPolicy
 from engine.decision.pipeline import decide
 from engine.domain import (
     CHANNELS,
@@ -34,8 +38,9 @@ from engine.domain import (
     StoredDecision,
 )
 from engine.equity.value import LifetimeModel, ValueModel
-from engine.errors import InvalidInput, NotFound, StoreUnavailable
+from engine.errors import InvalidInput, NotFound, RuleSetError, StoreUnavailable
 from engine.learning.serving import ModelRegistry
+from engine.rules.loader import load_ruleset
 from engine.rules.registry import RuleRegistry
 from engine.rules.ruleset import RuleSet
 from engine.rules.triggers import effects_of_event
@@ -60,6 +65,9 @@ def _check_id(value: str, field: str) -> str:
 
 def new_nonce() -> str:
     return uuid.uuid4().hex
+
+
+log = logging.getLogger("engine.decisions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,7 @@ class DecisionService:
         self.lifetime: LifetimeModel | None = None
         """The fitted lifetime-value model, if any; kept current by engine.bootstrap."""
         self._values: tuple[RuleSet, LifetimeModel | None, ValueModel] | None = None
+        self._challengers: dict[tuple[str, str], RuleSet] = {}
 
     # -- customer value ----------------------------------------------------------------------
 
@@ -113,6 +122,24 @@ class DecisionService:
             self._values = cached = (rules, lifetime, values)
         return cached[2]
 
+    # -- experiments -------------------------------------------------------------------------
+
+    def _challenger_rules(self, champion: RuleSet, arm: Arm) -> RuleSet:
+        """A challenger's rule set, loaded once per champion version (a reload may change it).
+        One that fails to load serves the champion's rules, and says so in the log once."""
+        key = (champion.version, arm.rules or "")
+        found = self._challengers.get(key)
+        if found is None:
+            directory = Path(champion.source_dir) / (arm.rules or "")
+            try:
+                found = load_ruleset(directory)
+            except RuleSetError as exc:
+                log.warning("challenger rules in %s refused; serving the champion's: %s", directory, exc)
+                found = champion
+            self._challengers = {k: v for k, v in self._challengers.items() if k[0] == champion.version}
+            self._challengers[key] = found
+        return found
+
     # -- decisions -------------------------------------------------------------------------
 
     def _check_request(self, req: DecisionRequest) -> None:
@@ -124,7 +151,9 @@ class DecisionService:
 
     async def decide(self, req: DecisionRequest) -> Decision:
         self._check_request(req)
-        rules = self.rules.current  # one rule set for the whole decision, even across a reload
+        champion = self.rules.current  # one rule set for the whole decision, even across a reload
+        arm = assign(req.customer_id, req.placement, champion.experiments)
+        rules = self._challenger_rules(champion, arm) if arm.rules is not None else champion
         now = self.clock.now_ms()
         degraded = False
         try:
@@ -135,7 +164,20 @@ class DecisionService:
             # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.
             state, degraded = CustomerState(req.customer_id), True
         model = self.models.for_placement(req.placement) if self.models else None
-        plan = decide(state, req, rules, now, model=model, rng=self.rng, fallback_only=degraded, values=self.values_for(rules))
+        if arm.model is not None and self.models:
+            model = self.models.get(arm.model) or model
+        plan = decide(
+            state,
+            req,
+            rules,
+            now,
+            model=model,
+            rng=self.rng,
+            fallback_only=degraded,
+            values=self.values_for(rules),
+            policy=ExplorationPolicy.holdout() if arm.random else None,
+            show_nothing=arm.name == HOLDOUT and not arm.random,
+        )
         value = plan.value
         decision = Decision(
             decision_id=keys.new_decision_id(self.new_id(), req.customer_id),
@@ -151,6 +193,7 @@ class DecisionService:
             model_version=f"{plan.model['id']}@{plan.model['version']}" if plan.model else None,
             cart_adjustments=tuple(cart_adjustments(plan.treatments, state.cart)),
             customer_value=value.as_dict() if value is not None and not degraded else None,
+            arm=arm.name,
         )
         record = StoredDecision(
             decision_id=decision.decision_id,
@@ -178,6 +221,7 @@ class DecisionService:
             candidates=list(plan.candidates),
             limits=plan.limits,
             value={"equity": value.equity, "tier": value.tier, "clv": value.clv} if value is not None else None,
+            arm=arm.name,
         )
         if not degraded:
             try:

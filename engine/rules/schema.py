@@ -137,7 +137,9 @@ class Challenger(Strict):
 
     id: Identifier
     share: float = Field(gt=0, le=0.5)
-    rules: str | None = Field(default=None, description="Directory of the challenger rule set, relative to the rules directory.")
+    rules: str | None = Field(
+        default=None, description="Challenger rule set directory, relative to the rules directory and outside it (../challenger)."
+    )
     model: Identifier | None = Field(default=None, description="Response model (models/<id>.yaml) that scores this arm.")
 
     @model_validator(mode="after")

@@ -120,6 +120,7 @@ def decide_response(d: domain.Decision) -> pb.DecideResponse:
         rules_version=d.rules_version,
         degraded=d.degraded,
         fallback=d.fallback,
+        arm=d.arm,
     )
     if d.placement is not None:
         out.placement = d.placement

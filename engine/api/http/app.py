@@ -60,6 +60,7 @@ def _decision_payload(d: domain.Decision) -> dict[str, object]:
         "fallback": d.fallback,
         "model_version": d.model_version,
         "cart_adjustments": d.cart_adjustments,
+        "arm": d.arm,
     }
     if d.verdicts:
         payload["explanations"] = d.verdicts

@@ -106,6 +106,7 @@ class DecisionResponse(BaseModel):
     )
     explanations: list[VerdictOut] | None = None
     customer_value: CustomerValueOut | None = Field(default=None, description="The customer's worth when decided.")
+    arm: str = Field(default="champion", description="Experiment arm: champion, holdout or challenger:<id>.")
 
 
 class EventRequest(Body):

@@ -65,7 +65,7 @@ class Explanation(_message.Message):
     def __init__(self, treatment_id: _Optional[str] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., components: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version", "cart_adjustments", "customer_value")
+    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version", "cart_adjustments", "customer_value", "arm")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class DecideResponse(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CART_ADJUSTMENTS_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     customer_id: str
     channel: str
@@ -90,7 +91,8 @@ class DecideResponse(_message.Message):
     model_version: str
     cart_adjustments: _containers.RepeatedCompositeFieldContainer[CartAdjustment]
     customer_value: CustomerValue
-    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model_version: _Optional[str] = ..., cart_adjustments: _Optional[_Iterable[_Union[CartAdjustment, _Mapping]]] = ..., customer_value: _Optional[_Union[CustomerValue, _Mapping]] = ...) -> None: ...
+    arm: str
+    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model_version: _Optional[str] = ..., cart_adjustments: _Optional[_Iterable[_Union[CartAdjustment, _Mapping]]] = ..., customer_value: _Optional[_Union[CustomerValue, _Mapping]] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class CustomerValue(_message.Message):
     __slots__ = ("contribution", "perception", "referral", "loyalty", "equity", "tier", "p_alive", "expected_purchases", "clv")
