@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from redis import Redis
+from redis import ConnectionPool, Redis
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -98,7 +98,9 @@ async def test_too_many_commands_in_flight_fail_at_once(pool: aioredis.Connectio
 async def test_the_database_number_of_the_url_is_selected(pool: aioredis.ConnectionPool, redis_url: str) -> None:
     pool.connection_kwargs["db"] = 5
     mux = Multiplexer(pool)
-    other = Redis.from_url(redis_url, db=5)
+    other_pool = ConnectionPool.from_url(redis_url)  # the URL may name db 0: set 5 after parsing it
+    other_pool.connection_kwargs["db"] = 5
+    other = Redis(connection_pool=other_pool)
     try:
         await mux.execute(("SET", "in-db-5", "yes"))
         assert other.get("in-db-5") == b"yes"
