@@ -175,7 +175,8 @@ class DecisionService:
             rng=self.rng,
             fallback_only=degraded,
             values=self.values_for(rules),
-            policy=ExplorationPolicy.holdout() if arm.random else None,
+            # Logged as `holdout` either way, so the ROI report's treated-against-holdout level finds them.
+            policy=ExplorationPolicy.holdout() if arm.name == HOLDOUT else None,
             show_nothing=arm.name == HOLDOUT and not arm.random,
         )
         value = plan.value

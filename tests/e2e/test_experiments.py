@@ -77,6 +77,7 @@ def test_arms_split_customers_stickily_and_each_arm_gets_its_own_treatment(http:
 
     records = [orjson.loads(f[b"d"]) for _, f in redis_sync.xrange(keys.STREAM_DECISIONS)][:300]
     assert collections.Counter(r["arm"] for r in records)["holdout"] == len(arms["holdout"])
+    assert all(r["policy"] == "holdout" for r in records if r["arm"] == "holdout")
     report = arms_report(records, [], since_ms=T0 - 1, until_ms=T0 + 1)
     rows = {r.arm: r for r in report.arms}
     assert rows["holdout"].shows == 0 and rows["champion"].shows > 0
