@@ -20,22 +20,18 @@ shared machine are for reading, not gating. The fit target is 3 s for 25,000 cus
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from loadtests.results import bench_start, write
 
 ROOT = Path(__file__).resolve().parent.parent
 FIT_CUSTOMERS = 25_000
@@ -183,22 +179,6 @@ def bench_prediction(calls: int) -> dict[str, float]:
     }
 
 
-def bench_start() -> dict[str, dict[str, float]]:
-    """Cold start (compile, write cache) then warm start (load cache), each in a new interpreter."""
-    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        out = {}
-        for label in ("cold", "warm"):
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-c", _START_SNIPPET], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-            )
-            figures = json.loads(proc.stdout.strip().splitlines()[-1])
-            figures["process_total"] = time.perf_counter() - start
-            out[label] = figures
-        return out
-
-
 def render(fits: dict[str, Any], likelihood: dict[str, dict[str, float]], prediction: dict[str, float], start: dict) -> None:
     table = Table(title="fits, in this process (median)", min_width=70, caption=f"target: BG/NBD ≤ {FIT_TARGET_SECONDS:g} s")
     table.add_column("model")
@@ -274,19 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     fits = bench_fits(args.fits)
     likelihood = bench_likelihood(args.calls)
     prediction = bench_prediction(args.calls)
-    start = {} if args.skip_start else bench_start()
+    start = {} if args.skip_start else bench_start(_START_SNIPPET)
     render(fits, likelihood, prediction, start)
 
-    payload = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "numba": __import__("numba").__version__,
-            "numpy": np.__version__,
-            "scipy": __import__("scipy").__version__,
-        },
+    figures = {
         "fit_target_seconds": FIT_TARGET_SECONDS,
         "fits": fits,
         "log_likelihood": likelihood,
@@ -300,9 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "start_seconds": start,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "clv.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path = write(args.out, "clv.json", figures, ("numba", "numpy", "scipy"))
     console.print(f"results written to {path}")
     return 0
 

@@ -15,15 +15,10 @@ shared machine are for reading, not gating.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +30,7 @@ from engine.equity.config import EquityConfig
 from engine.equity.facts import FACT_FIELDS, N_FACTS, decayed, facts_row
 from engine.equity.indices import compute_indices, compute_indices_py, equity_one, equity_one_py, kernel_params, warm_up
 from engine.equity.tiers import tier_bounds, tier_gains, tier_ranks
+from loadtests.results import median_us, write
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW_MS = 1_795_428_000_000  # 2026-11-23 10:00 UTC
@@ -42,17 +38,6 @@ DAY_MS = 86_400_000
 CANDIDATES = 20
 
 console = Console(width=None if sys.stdout.isatty() else 150)
-
-
-def median_us(fn: Callable[[], object], calls: int) -> float:
-    """Median of individually timed calls: robust to the odd scheduler hiccup on a busy box."""
-    fn()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    return statistics.median(samples) / 1000.0
 
 
 def synthetic_customers(n: int, config: EquityConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -210,23 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     one = bench_one(args.calls, config)
     render(warm, batch, twin, one)
 
-    payload = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "numba": __import__("numba").__version__,
-            "numpy": np.__version__,
-        },
+    figures = {
         "warm_up_seconds": warm,
         "batch": batch,
         "twin": twin,
         "one_customer": one,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "equity.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path = write(args.out, "equity.json", figures, ("numba", "numpy"))
     console.print(f"results written to {path}")
     return 0
 

@@ -19,22 +19,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import os
-import platform
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from loadtests.results import bench_start, median_us, write
 
 ROOT = Path(__file__).resolve().parent.parent
 N_CANDIDATES = 200
@@ -57,17 +50,6 @@ scoring = kernels.warm_up()
 explore = exploration.warm_up()
 print(json.dumps({"import_numba": t1 - t0, "import_modules": t2 - t1, "scoring": scoring, "exploration": explore}))
 """
-
-
-def median_us(fn: Callable[[], object], calls: int) -> float:
-    """Median of individually timed calls: robust to the odd scheduler hiccup on a busy box."""
-    fn()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    return statistics.median(samples) / 1000.0
 
 
 def scoring_inputs(seed: int = 0) -> tuple[Any, ...]:
@@ -131,22 +113,6 @@ def bench_exploration(calls: int) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_start() -> dict[str, dict[str, float]]:
-    """Cold start (compile, write cache) then warm start (load cache), each in a new interpreter."""
-    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        out = {}
-        for label in ("cold", "warm"):
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-c", _START_SNIPPET], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-            )
-            figures = json.loads(proc.stdout.strip().splitlines()[-1])
-            figures["process_total"] = time.perf_counter() - start
-            out[label] = figures
-        return out
-
-
 def render(scoring: dict[str, float], exploration: list[dict[str, Any]], start: dict[str, dict[str, float]]) -> None:
     table = Table(
         title="scoring kernel (median per call)",
@@ -192,25 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     warm_exploration()
     scoring = bench_scoring(args.calls)
     exploration = bench_exploration(args.calls)
-    start = {} if args.skip_start else bench_start()
+    start = {} if args.skip_start else bench_start(_START_SNIPPET)
     render(scoring, exploration, start)
 
-    payload = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "numba": __import__("numba").__version__,
-            "numpy": np.__version__,
-        },
+    figures = {
         "scoring": {"candidates": N_CANDIDATES, "features": N_FEATURES, "weights": N_WEIGHTS, **scoring},
         "exploration": exploration,
         "start_seconds": start,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "kernels.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path = write(args.out, "kernels.json", figures, ("numba", "numpy"))
     console.print(f"results written to {path}")
     return 0
 

@@ -18,18 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -39,6 +34,7 @@ from engine.metrics import MetricsRegistry
 from engine.rules.loader import load_ruleset
 from engine.rules.registry import RuleRegistry
 from engine.rules.reload import RuleReloader, watch_rules
+from loadtests.results import write
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -155,15 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(bench_reloads(directory, args.runs))
     render(results)
 
-    payload: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
-        "target_s": TARGET_S,
-        "results": results,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "reload.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path = write(args.out, "reload.json", {"target_s": TARGET_S, "results": results})
     console.print(f"results written to {path}")
     return 0
 
