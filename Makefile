@@ -30,6 +30,7 @@ bench: $(STAMP)  ## benchmarks against real server processes (figures to stdout 
 	$(BIN)/python -m loadtests.equity_bench
 	$(BIN)/python -m loadtests.clv_bench
 	$(BIN)/python -m loadtests.reload_bench
+	$(BIN)/python -m loadtests.simulate_bench
 
 proto: $(STAMP)  ## regenerate engine/api/grpc/gen from proto/
 	$(BIN)/python -m engine.api.grpc.build
