@@ -6,6 +6,7 @@ front ends validate wire input and build these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -55,7 +56,8 @@ class ChosenTreatment:
     group: str
     score: float
     propensity: float
-    content: dict[str, Any]
+    content: Mapping[str, Any]
+    """Shared with the rule set: read it, never change it."""
     selection_probability: float = 1.0
     """Probability that the policy shows this treatment (not to be confused with `propensity`)."""
 

@@ -837,6 +837,43 @@ def _thompson_inclusion(
     return out
 
 
+@njit(cache=True, nogil=True)
+def _draw_and_enumerate(
+    code: int,
+    eps: float,
+    score: np.ndarray,
+    logw: np.ndarray,
+    gid: np.ndarray,
+    cap: np.ndarray,
+    slots: int,
+    u: np.ndarray,
+    path_bound: int,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The usual decision in one compiled call: draw the slate, then every candidate's exact
+    selection probability when the class enumeration stays within `path_bound` leaves.
+
+    Returns (chosen, marginals, exact). When `exact` is False the bound was exceeded, the
+    marginals are not computed, and the caller estimates them (the slate is drawn either way).
+    Composed of the same kernels `_estimate` calls one by one; fused because at a handful of
+    candidates each call from Python cost more than its work.
+    """
+    n = score.shape[0]
+    chosen = _sample_slate(code, eps, score, logw, gid, cap, slots, u)
+    full = np.zeros(n, np.float64)
+    if slots == 0 or code == _GREEDY:
+        for k in range(chosen.shape[0]):
+            full[chosen[k]] = 1.0
+        return chosen, full, True
+    class_of, c_group, c_size, _, c_logw = _build_classes(code, score, logw, gid, cap, slots)
+    if _leaf_bound(c_group, c_size, cap, slots, path_bound) > path_bound:
+        return chosen, full, False
+    per_class = _exact_class_marginals(code, eps, c_group, c_size, c_logw, cap, slots)
+    for i in range(n):
+        c = class_of[i]
+        full[i] = per_class[c] / c_size[c]
+    return chosen, full, True
+
+
 # ---------------------------------------------------------------------------------------------
 # Python side: validation, group coding, and the choice of exact vs Monte Carlo.
 
@@ -1097,7 +1134,19 @@ def select_slate(
         chosen_arr = _sample_slate(_GREEDY, 0.0, sampled, sampled, prep.gid, prep.cap, prep.slots, np.zeros(prep.slots))
     else:
         u = np.zeros(prep.slots) if prep.code == _GREEDY else rng.random(prep.slots)
-        chosen_arr = _sample_slate(prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, u)
+        if path_bound is None:
+            path_bound = PATH_BOUND if prep.code in (_SOFTMAX, _UNIFORM) else SAMPLING_PATH_BOUND
+        chosen_arr, full, exact = _draw_and_enumerate(
+            prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, u, path_bound
+        )
+        if exact:
+            return SlateSelection(
+                chosen=tuple(chosen_arr.tolist()),
+                selection_probability=tuple(full[chosen_arr].tolist()),
+                marginals=full,
+                method="enumeration",
+                policy=policy.kind,
+            )
     full, shown, method = _estimate(
         prep, chosen_arr, alpha=a, beta=b, multiplier=mult, mc_samples=mc_samples, mc_rng=mc_rng, path_bound=path_bound
     )

@@ -32,6 +32,7 @@ from engine.state.keys import group_cap_field, treatment_cap_field
 
 _NO_WEIGHTS = np.zeros(1, np.float64)
 _NO_STATS = (0.0, 0.0, 0.0)
+_NO_MODEL_STATS: dict[str, tuple[float, float, float]] = {}
 
 
 def _zeros(n: int) -> list[float]:
@@ -87,20 +88,34 @@ def context_weight(t: CompiledTreatment, ctx: EvalContext) -> float:
     return weight
 
 
+_HOLDOUT = ExplorationPolicy.holdout()
+_POLICIES: dict[int, tuple[object, ExplorationPolicy]] = {}
+
+
 def policy_for(spec: ModelSpec | None, placement: str | None, customer_id: str) -> ExplorationPolicy:
     """Holdout customers get a uniformly random slate; others the placement's policy."""
     if spec is None:
         return ExplorationPolicy.greedy()
     if in_holdout(customer_id, spec.holdout_share, spec.id):
-        return ExplorationPolicy.holdout()
+        return _HOLDOUT
     chosen = spec.exploration.for_placement(placement)
+    # One runtime policy per configured one, built once: `chosen` is an object of the loaded
+    # spec, so the cache is as small as the specs' exploration sections.
+    cached = _POLICIES.get(id(chosen))
+    if cached is not None and cached[0] is chosen:
+        return cached[1]
     if chosen.policy == "epsilon_greedy":
-        return ExplorationPolicy.epsilon_greedy(chosen.epsilon)
-    if chosen.policy == "softmax":
-        return ExplorationPolicy.softmax(chosen.temperature)
-    if chosen.policy == "thompson":
-        return ExplorationPolicy.thompson()
-    return ExplorationPolicy.greedy()
+        policy = ExplorationPolicy.epsilon_greedy(chosen.epsilon)
+    elif chosen.policy == "softmax":
+        policy = ExplorationPolicy.softmax(chosen.temperature)
+    elif chosen.policy == "thompson":
+        policy = ExplorationPolicy.thompson()
+    else:
+        policy = ExplorationPolicy.greedy()
+    if len(_POLICIES) >= 1024:  # only reloads add entries; old specs' entries go with them
+        _POLICIES.clear()
+    _POLICIES[id(chosen)] = (chosen, policy)
+    return policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,33 +140,44 @@ def score(
     `gains` are the candidates' expected equity gains in money (engine.equity.tiers), added to
     their value: a lower-margin offer that grows a valuable customer can outrank a richer one.
     """
-    n = len(treatments)
     learned = model is not None and model.weights is not None
-    stats = model.stats if learned else {}  # type: ignore[union-attr]
-    rows = [
-        (t.prior_alpha, t.prior_beta, w * (t.value + g) * t.lever, *stats.get(t.id, _NO_STATS))
-        for t, w, g in zip(treatments, weights, gains if gains is not None else _zeros(n), strict=True)
-    ]
-    cols = np.array(rows, dtype=np.float64).reshape(n, 6).T
-    prior_a, prior_b, multiplier, evidence = cols[0], cols[1], cols[2], cols[3]
-    ones = np.ones(n)
+    stats = model.stats if learned else _NO_MODEL_STATS  # type: ignore[union-attr]
+    strength = float(model.spec.evidence_threshold) if learned else 1.0  # type: ignore[union-attr]
+    # Per-candidate numbers are worked out in plain Python and become arrays in one call: at a
+    # handful of candidates, each NumPy operation costs more than the arithmetic it does.
+    prior_mean: list[float] = []
+    evidence: list[float] = []
+    multiplier: list[float] = []
+    alpha: list[float] = []
+    beta: list[float] = []
+    for t, w, g in zip(treatments, weights, gains if gains is not None else _zeros(len(treatments)), strict=True):
+        e, successes, failures = stats.get(t.id, _NO_STATS)
+        a, b = t.prior_alpha, t.prior_beta
+        prior_mean.append(a / (a + b))
+        evidence.append(e)
+        multiplier.append(w * (t.value + g) * t.lever)
+        alpha.append(a + successes)
+        beta.append(b + failures)
+    n = len(prior_mean)
+    cols = np.array((prior_mean, [strength] * n, evidence, multiplier, [1.0] * n, alpha, beta), dtype=np.float64)
+    cols = cols.reshape(7, n)  # rows are C-contiguous, as the kernel wants
     if learned:
         assert model is not None and model.weights is not None
         featurizer = model.featurizer
         idx, val = featurizer.encode(featurizer.shared(state.profile, request.context), treatments)
-        strength = np.full(n, model.spec.evidence_threshold)
         weights_vec, bias = model.weights, model.bias
     else:
         idx, val = np.full((n, 0), -1, np.int32), np.zeros((n, 0), np.float32)
-        strength, weights_vec, bias = ones, _NO_WEIGHTS, 0.0
-    propensity, priority = score_candidates(
-        idx, val, weights_vec, bias, prior_a / (prior_a + prior_b), strength, evidence, ones, multiplier, ones
-    )
-    return Scores(propensity, priority, multiplier, prior_a + cols[4], prior_b + cols[5])
+        weights_vec, bias = _NO_WEIGHTS, 0.0
+    ones = cols[4]
+    propensity, priority = score_candidates(idx, val, weights_vec, bias, cols[0], cols[1], cols[2], ones, cols[3], ones)
+    return Scores(propensity, priority, cols[3], cols[5], cols[6])
 
 
 def _chosen(t: CompiledTreatment, propensity: float, priority: float, selection: float) -> ChosenTreatment:
-    return ChosenTreatment(t.id, t.kind, t.group, round(priority, 6), round(propensity, 6), dict(t.content), round(selection, 6))
+    # The content is the rule set's own dict, shared rather than copied per decision; nothing
+    # downstream mutates it (answers are serialised, not edited).
+    return ChosenTreatment(t.id, t.kind, t.group, round(priority, 6), round(propensity, 6), t.content, round(selection, 6))
 
 
 def decide(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-import uuid
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,7 +64,9 @@ def _check_id(value: str, field: str) -> str:
 
 
 def new_nonce() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex characters: uuid4().hex without building a UUID object, which
+    # cost a visible share of a decision.
+    return secrets.token_hex(16)
 
 
 log = logging.getLogger("engine.decisions")

@@ -28,7 +28,7 @@ from typing import ClassVar, Self
 import numpy as np
 from numpy.typing import ArrayLike
 
-from engine.equity.clv_predict import discounted_clv, expected_spend, expected_transactions, p_alive
+from engine.equity.clv_predict import discounted_clv, expected_spend, expected_transactions, lifetime_one, p_alive
 from engine.equity.clv_special import digamma, hyp2f1
 
 
@@ -228,6 +228,7 @@ def warm_up() -> float:
     expected_transactions(1.0, one, one, one * 2.0, 0.5, 1.0, 0.8, 2.0)
     spend = expected_spend(one, one, 2.0, 3.0, 10.0)
     discounted_clv(one, one, one * 2.0, spend, 0.5, 1.0, 0.8, 2.0, 2, 1.0, 0.3, 0.01)
+    lifetime_one(1.0, 1.0, 2.0, 10.0, 0.5, 1.0, 0.8, 2.0, 2.0, 3.0, 10.0, 1.0, 2, 1.0, 0.3, 0.01)
     hyp2f1(0.5, 1.0, 1.5, 0.95)
     digamma(1.5)
     return time.perf_counter() - start

@@ -202,6 +202,40 @@ def discounted_clv(
     return out
 
 
+@njit(cache=True, nogil=True)
+def lifetime_one(
+    x: float,
+    t_x: float,
+    age: float,
+    m: float,
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    p: float,
+    q: float,
+    v: float,
+    horizon: float,
+    periods: int,
+    period_length: float,
+    margin: float,
+    discount_rate: float,
+) -> tuple[float, float, float]:
+    """One customer's (P(alive), expected purchases within `horizon`, discounted CLV).
+
+    The decision path's whole lifetime step in one call, through the same kernels as the batch
+    path (so the figures are identical); one call instead of four saves most of its cost.
+    """
+    xa = np.full(1, x)
+    ta = np.full(1, t_x)
+    aa = np.full(1, age)
+    alive = p_alive(xa, ta, aa, r, alpha, a, b)[0]
+    expected = expected_transactions(horizon, xa, ta, aa, r, alpha, a, b)[0]
+    spend = expected_spend(xa, np.full(1, m), p, q, v)
+    clv = discounted_clv(xa, ta, aa, spend, r, alpha, a, b, periods, period_length, margin, discount_rate)[0]
+    return alive, expected, clv
+
+
 # ---------------------------------------------------------------------------------------------
 # Plain-Python twins
 
@@ -321,3 +355,30 @@ def discounted_clv_py(
                 previous = current
         out.append(margin * si * alive * total)
     return np.array(out, dtype=np.float64)
+
+
+def lifetime_one_py(
+    x: float,
+    t_x: float,
+    age: float,
+    m: float,
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    p: float,
+    q: float,
+    v: float,
+    horizon: float,
+    periods: int,
+    period_length: float,
+    margin: float,
+    discount_rate: float,
+) -> tuple[float, float, float]:
+    """Reference for :func:`lifetime_one`."""
+    xa, ta, aa = np.array([x]), np.array([t_x]), np.array([age])
+    alive = float(p_alive_py(xa, ta, aa, r, alpha, a, b)[0])
+    expected = float(expected_transactions_py(horizon, xa, ta, aa, r, alpha, a, b)[0])
+    spend = expected_spend_py(xa, np.array([m]), p, q, v)
+    clv = float(discounted_clv_py(xa, ta, aa, spend, r, alpha, a, b, periods, period_length, margin, discount_rate)[0])
+    return alive, expected, clv

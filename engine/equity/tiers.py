@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
@@ -57,7 +58,9 @@ def tier_ranks(equity: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rank_py(equity: float, bounds: list[float]) -> int:
+def tier_rank(equity: float, bounds: Sequence[float]) -> int:
+    """The plain-Python rank: also what the decision path uses for its one customer, where a
+    loop over a few tiers costs less than a call into compiled code."""
     rank = 0
     for t in range(1, len(bounds)):
         if equity >= bounds[t]:
@@ -68,7 +71,7 @@ def _rank_py(equity: float, bounds: list[float]) -> int:
 def tier_ranks_py(equity: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Reference for :func:`tier_ranks`."""
     b = bounds.tolist()
-    return np.array([_rank_py(e, b) for e in equity.tolist()], dtype=np.int64)
+    return np.array([tier_rank(e, b) for e in equity.tolist()], dtype=np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -94,7 +97,7 @@ def tier_gains_py(
 ) -> np.ndarray:
     """Reference for :func:`tier_gains`."""
     b = bounds.tolist()
-    current = _rank_py(equity, b)
+    current = tier_rank(equity, b)
     out = []
     for target, p in zip(target_rank.tolist(), uplift.tolist(), strict=True):
         if target >= len(b):
@@ -105,7 +108,7 @@ def tier_gains_py(
 
 def tier_of(equity: float, config: EquityConfig) -> str:
     """Name of the customer's tier."""
-    return config.tiers[_rank_py(equity, [t.min_equity for t in config.tiers])].name
+    return config.tiers[tier_rank(equity, [t.min_equity for t in config.tiers])].name
 
 
 def expected_tier_gain(equity: float, target_tier: str, uplift_probability: float, config: EquityConfig) -> float:
@@ -120,7 +123,7 @@ def expected_tier_gain(equity: float, target_tier: str, uplift_probability: floa
         raise ValueError(f"uplift_probability must be in [0, 1], got {uplift_probability!r}")
     target = config.tier_rank(target_tier)
     bounds = [t.min_equity for t in config.tiers]
-    if target <= _rank_py(equity, bounds):
+    if target <= tier_rank(equity, bounds):
         return 0.0
     return uplift_probability * max(0.0, bounds[target] - equity) * config.money_per_point
 

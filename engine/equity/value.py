@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from engine.equity.clv import BGNBDParams, GammaGammaParams
-from engine.equity.clv_predict import discounted_clv, expected_spend, expected_transactions, p_alive
+from engine.equity.clv_predict import lifetime_one, p_alive
 from engine.equity.config import EquityConfig
 from engine.equity.facts import DAY_MS, FACT_FIELDS, facts_row
 from engine.equity.indices import compute_indices, equity_one, kernel_params
-from engine.equity.tiers import tier_bounds, tier_gains, tier_ranks
+from engine.equity.tiers import tier_bounds, tier_gains, tier_rank, tier_ranks
 
 HORIZON_DAYS = 365.0
 """Expected purchases are reported over the next year."""
@@ -134,6 +134,7 @@ class ValueModel:
         self.lifetime = lifetime
         self.params = kernel_params(config)
         self.bounds = tier_bounds(config)
+        self._bounds = self.bounds.tolist()
         self.tier_names = config.tier_names
         self.margin = config.contribution.default_margin_rate
 
@@ -143,14 +144,12 @@ class ValueModel:
     def _lifetime_one(self, history: tuple[float, float, float, float]) -> tuple[float, float, float]:
         assert self.lifetime is not None
         bg, gg = self.lifetime.purchases, self.lifetime.spend
-        x, t_x, age = (np.array([v]) for v in history[:3])
-        alive = float(p_alive(x, t_x, age, bg.r, bg.alpha, bg.a, bg.b)[0])
-        expected = float(expected_transactions(HORIZON_DAYS, x, t_x, age, bg.r, bg.alpha, bg.a, bg.b)[0])
-        spend = expected_spend(x, np.array([history[3]]), gg.p, gg.q, gg.v)
-        clv = discounted_clv(
-            x, t_x, age, spend, bg.r, bg.alpha, bg.a, bg.b, CLV_PERIODS, CLV_PERIOD_DAYS, self.margin, MONTHLY_DISCOUNT
-        )
-        return alive, expected, float(clv[0])
+        x, t_x, age, m = history
+        return lifetime_one(
+            float(x), float(t_x), float(age), float(m),
+            float(bg.r), float(bg.alpha), float(bg.a), float(bg.b), float(gg.p), float(gg.q), float(gg.v),
+            HORIZON_DAYS, CLV_PERIODS, CLV_PERIOD_DAYS, float(self.margin), MONTHLY_DISCOUNT,
+        )  # fmt: skip
 
     def evaluate(self, facts: Mapping[str, float], now_ms: int) -> CustomerValue:
         alive = expected = clv = None
@@ -160,7 +159,7 @@ class ValueModel:
                 alive, expected, clv = self._lifetime_one(history)
         retention = alive if alive is not None else math.nan
         c, p, r, loyalty, e = equity_one(facts_row(facts), now_ms, retention, self.params)
-        tier = self.tier_names[int(tier_ranks(np.array([e]), self.bounds)[0])]
+        tier = self.tier_names[tier_rank(e, self._bounds)]
         return CustomerValue(c, p, r, loyalty, e, tier, alive, expected, clv)
 
     def tier_gains(self, equity: float, target_ranks: np.ndarray, uplift: np.ndarray) -> np.ndarray:

@@ -66,9 +66,10 @@ class ServedModel:
         ids = set(self.evidence) | set(self.successes) | set(self.failures)
         return {t: (self.evidence.get(t, 0.0), self.successes.get(t, 0.0), self.failures.get(t, 0.0)) for t in ids}
 
-    @property
+    @cached_property
     def label(self) -> dict[str, object]:
-        """Logged with each decision; `window_ms` lets the write-back open the reward windows."""
+        """Logged with each decision; `window_ms` lets the write-back open the reward windows.
+        Built once per served version and shared by its decisions: read it, never change it."""
         window_ms = self.spec.reward.non_response_after_s * 1000
         return {"id": self.spec.id, "version": self.version, "fingerprint": self.fingerprint, "window_ms": window_ms}
 

@@ -38,6 +38,8 @@ from engine.equity.clv_predict import (
     expected_spend_py,
     expected_transactions,
     expected_transactions_py,
+    lifetime_one,
+    lifetime_one_py,
     p_alive,
     p_alive_py,
 )
@@ -254,6 +256,32 @@ def test_predictions_match_twins(seed: int, n: int, r: float, alpha: float, a: f
     np.testing.assert_allclose(spend, expected_spend_py(x, m, 6.25, 3.74, 15.44), rtol=1e-12)
     args = (x, t_x, age, spend, r, alpha, a, b, 6, max(t, 1.0) / 6, 0.3, 0.01)
     np.testing.assert_allclose(discounted_clv(*args), discounted_clv_py(*args), rtol=1e-9, atol=1e-300)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    r=log_uniform,
+    alpha=st.floats(0.5, 50.0),
+    a=st.one_of(log_uniform, st.just(1.0)),
+    b=log_uniform,
+)
+def test_lifetime_one_is_the_batch_kernels_for_one_customer(seed: int, r: float, alpha: float, a: float, b: float) -> None:
+    """The decision path's fused call gives the batch kernels' figures exactly, and its twin's."""
+    x, t_x, age = _histories(seed, 1, 60, 150.0)
+    m = float(10.0 ** np.random.default_rng(seed).uniform(0, 3)) if x[0] > 0 else 0.0
+    gg = (6.25, 3.74, 15.44)
+    tail = (365.0, 12, 365.0 / 12, 0.3, 0.01)
+    got = lifetime_one(float(x[0]), float(t_x[0]), float(age[0]), m, r, alpha, a, b, *gg, *tail)
+    spend = expected_spend(x, np.array([m]), *gg)
+    batch = (
+        p_alive(x, t_x, age, r, alpha, a, b)[0],
+        expected_transactions(365.0, x, t_x, age, r, alpha, a, b)[0],
+        discounted_clv(x, t_x, age, spend, r, alpha, a, b, 12, 365.0 / 12, 0.3, 0.01)[0],
+    )
+    np.testing.assert_array_equal(got, batch)
+    twin = lifetime_one_py(float(x[0]), float(t_x[0]), float(age[0]), m, r, alpha, a, b, *gg, *tail)
+    np.testing.assert_allclose(got, twin, rtol=1e-9, atol=1e-300)
 
 
 @settings(max_examples=200, deadline=None)
