@@ -104,6 +104,8 @@ class _Slot:
     prefix: str
     transform: NumericTransform | None
     own: bool  # a feature on its own, not only a part of interactions
+    crc: int = 0  # of the prefix: a numeric feature is named after its field, whatever the value
+    amp: bytes = b""  # b"&" + prefix, as in _Item
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,11 @@ class _Plan:
 
 
 _EMPTY: list[_Item] = []
+
+
+def _slot(ref: str, prefix: str, transform: NumericTransform | None, own: bool) -> _Slot:
+    _, crc, amp = _item(prefix, 0.0)[1:]
+    return _Slot(ref, ref.split(".", 1)[1], prefix, transform, own, crc, amp)
 
 
 class TreatmentPart:
@@ -219,9 +226,7 @@ class Featurizer:
         refs = features.refs()
         self._slots = {
             ns: [
-                _Slot(r, r.split(".", 1)[1], f"{PREFIXES[ns]}.{r.split('.', 1)[1]}", numeric.get(r), r in own)
-                for r in refs
-                if r.startswith(ns + ".")
+                _slot(r, f"{PREFIXES[ns]}.{r.split('.', 1)[1]}", numeric.get(r), r in own) for r in refs if r.startswith(ns + ".")
             ]
             for ns in PREFIXES
         }
@@ -244,6 +249,10 @@ class Featurizer:
     def _field(self, s: _Slot, value: Any) -> list[_Item]:
         if value is None:
             return _EMPTY
+        if s.transform is not None:
+            # Numeric: the name, hence the hash, is the field's own, so there is nothing worth
+            # caching per value; caching it would fill the cache with one entry per customer.
+            return [(name, v, s.crc, s.amp) for name, v in field_items(s.prefix, value, s.transform)]
         # Profile values repeat across customers (tiers, devices), so their hashed items are cached.
         key = (s.ref, value.__class__, value)
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -33,17 +33,22 @@ def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return {k.decode(): orjson.loads(v) for k, v in raw.items()}
 
 
-def _cart(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
-    """Cart lines from `i:<sku>` (JSON line details) and `q:<sku>` (quantity, kept by HINCRBY)."""
+def _cart(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> dict[str, dict[str, Any]]:
+    """Cart lines from `i:<sku>` (JSON line details) and `q:<sku>` (quantity, kept by HINCRBY).
+    Names and values may be bytes (a plain HGETALL) or str (the read script's document)."""
     lines: dict[str, dict[str, Any]] = {}
     quantities: dict[str, int] = {}
-    for k, v in raw.items():
-        kind, _, sku = k.decode().partition(":")
+    for k, v in fields.items():
+        kind, _, sku = (k.decode() if isinstance(k, bytes) else k).partition(":")
         if kind == "i":
             lines[sku] = orjson.loads(v)
         elif kind == "q":
             quantities[sku] = int(v)
     return {sku: {**line, "qty": quantities.get(sku, 1)} for sku, line in lines.items() if quantities.get(sku, 1) > 0}
+
+
+def _ints_of(fields: dict[str, str]) -> dict[str, int]:
+    return {k: int(v) for k, v in fields.items()}
 
 
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
@@ -152,20 +157,24 @@ class RedisStore:
     async def read_customer(
         self, customer_id: str, now_ms: int, *, with_recent: bool, counters: Sequence[str] = ()
     ) -> CustomerState:
-        res = await self._run_read(customer_id, now_ms, with_recent, counters)
+        try:
+            doc = orjson.loads(await self._run_read(customer_id, now_ms, with_recent, counters))
+        except orjson.JSONDecodeError as exc:
+            # Only a value written around the engine could do this; say which customer.
+            raise StoreUnavailable(f"customer {customer_id!r} has a stored value that is not JSON: {exc}") from exc
         return CustomerState(
             customer_id=customer_id,
-            profile=_loads_hash(_pairs(res[0])),
-            cart=_cart(_pairs(res[1])),
-            last=_loads_hash(_pairs(res[2])),
-            caps_day=_ints(_pairs(res[3])),
-            caps_week=_ints(_pairs(res[4])),
-            recent=[orjson.loads(x) for x in res[5]],
-            flags={k: v for k, v in _ints(_pairs(res[6])).items() if v > now_ms},
-            caps_total=_ints(_pairs(res[7])),
-            topics=_ints(_pairs(res[8])),
-            facts=_floats(_pairs(res[9])),
-            counters={name: [int(m.split(b":", 1)[0]) for m in res[10 + i]] for i, name in enumerate(counters)},
+            profile=doc[0],
+            cart=_cart(doc[1]),
+            last=doc[2],
+            caps_day=_ints_of(doc[3]),
+            caps_week=_ints_of(doc[4]),
+            recent=doc[5],
+            flags={k: v for k, v in _ints_of(doc[6]).items() if v > now_ms},
+            caps_total=_ints_of(doc[7]),
+            topics=_ints_of(doc[8]),
+            facts={k: float(v) for k, v in doc[9].items()},
+            counters={name: [int(m.split(":", 1)[0]) for m in doc[10 + i]] for i, name in enumerate(counters)},
         )
 
     async def _run_read(self, customer_id: str, now_ms: int, with_recent: bool, counters: Sequence[str]) -> Any:

@@ -14,6 +14,7 @@ from engine.decision.events import effects_of
 from engine.domain import Event, Feedback, StoredDecision
 from engine.equity.config import EquityConfig
 from engine.equity.facts import merge
+from engine.errors import StoreUnavailable
 from engine.rules.vocabulary import Vocabulary
 from engine.state import keys
 from engine.state.redis_store import RedisStore
@@ -75,6 +76,49 @@ async def test_reading_a_customer_is_one_round_trip(counted: tuple[RedisStore, W
     assert not state.known and state.profile == {} and state.recent == []
     await store.read_customer("nobody", T0, with_recent=False)
     assert conn.sends == 2
+
+
+async def test_every_part_of_a_customer_reads_back_whatever_its_names_and_values(
+    counted: tuple[RedisStore, Writes], redis_sync: Redis
+) -> None:
+    """The read script builds one JSON document in Redis: names with quotes, backslashes, slashes
+    and non-ASCII, nested JSON values and numbers in every stored form must come back intact."""
+    store, _ = counted
+    cid, odd = "c-odd", 'a"b\\c/é\n'
+    profile = {"tier": "gold", odd: {"nested": [1, 2.5, None, 'x"y']}, "age": 41}
+    redis_sync.hset(keys.profile(cid), mapping={k: orjson.dumps(v) for k, v in profile.items()})
+    redis_sync.hset(
+        keys.cart(cid), mapping={f"i:{odd}": orjson.dumps({"price": 9.5}), f"q:{odd}": 3, "i:gone": b"{}", "q:gone": 0}
+    )
+    redis_sync.hset(keys.last(cid), odd, orjson.dumps({"ts": T0, "amount": 12.25}))
+    redis_sync.hset(keys.caps_day(cid, T0), mapping={"t:offer": 2, odd: 1})
+    redis_sync.hset(keys.caps_week(cid, T0), "g:sales", 5)
+    redis_sync.rpush(keys.recent(cid), orjson.dumps({"type": "page_view", "ts": T0}), orjson.dumps({"type": odd}))
+    redis_sync.hset(keys.flags(cid), mapping={"cart_abandoned": T0 + 1_000, "lapsed": T0 - 1})
+    redis_sync.hset(keys.caps_total(cid), "t:offer", 7)
+    redis_sync.hset(keys.topics(cid), f"disliked:{odd}", 4)
+    redis_sync.hset(keys.value_facts(cid), mapping={"spend": "1.0000000000000001e-05", "purchases": "3", "last_ts": 1.7e12})
+    redis_sync.zadd(keys.counter(cid, "complaints"), {f"{T0 - 5}:e1": T0 - 5, f"{T0}:{odd}": T0})
+
+    state = await store.read_customer(cid, T0, with_recent=True, counters=["complaints"])
+
+    assert state.profile == profile
+    assert state.cart == {odd: {"price": 9.5, "qty": 3}}
+    assert state.last == {odd: {"ts": T0, "amount": 12.25}}
+    assert state.caps_day == {"t:offer": 2, odd: 1} and state.caps_week == {"g:sales": 5}
+    assert state.recent == [{"type": "page_view", "ts": T0}, {"type": odd}]
+    assert state.flags == {"cart_abandoned": T0 + 1_000}
+    assert state.caps_total == {"t:offer": 7} and state.topics == {f"disliked:{odd}": 4}
+    assert state.facts == {"spend": 1.0000000000000001e-05, "purchases": 3.0, "last_ts": 1.7e12}
+    assert state.counters == {"complaints": [T0 - 5, T0]}
+    assert (await store.read_customer(cid, T0, with_recent=False)).recent == []
+
+
+async def test_a_stored_value_that_is_not_json_names_the_customer(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
+    store, _ = counted
+    redis_sync.hset(keys.profile("c-bad"), "tier", b"gold")  # written around the engine, unquoted
+    with pytest.raises(StoreUnavailable, match="c-bad"):
+        await store.read_customer("c-bad", T0, with_recent=False)
 
 
 async def test_decision_write_back_is_one_round_trip_with_ttls(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
