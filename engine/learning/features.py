@@ -148,7 +148,7 @@ class TreatmentPart:
 class SharedFeatures:
     """Everything about one decision that does not depend on the treatment."""
 
-    __slots__ = ("idx", "idx_array", "names", "ops_first", "ops_later", "plans", "refs", "row_values", "values")
+    __slots__ = ("idx", "names", "ops_first", "ops_later", "plans", "refs", "row_values", "values")
 
     def __init__(
         self,
@@ -185,10 +185,8 @@ class SharedFeatures:
                     for raw, sv in suffixes:
                         self.ops_later.append((plan.tref, crc, raw))
                         later_values.append(pv * sv)
-        self.idx_array: np.ndarray | None = None
-        self.row_values: np.ndarray | None = None
+        self.row_values: np.ndarray | None = None  # None: an interaction needs the general path
         if not general:
-            self.idx_array = np.array(idx, dtype=np.int32)
             row = values + [1.0] * n_treatment_own + first_values + later_values
             self.row_values = np.array(row, dtype=np.float32)
 
@@ -350,32 +348,21 @@ class Featurizer:
         n = len(parts)
         if n == 0:
             return np.empty((0, 0), dtype=np.int32), np.empty((0, 0), dtype=np.float32)
-        if shared.idx_array is None or shared.row_values is None or not all(p.regular for p in parts):
+        if shared.row_values is None or not all(p.regular for p in parts):
             return self._encode_general(shared, parts)
         mask = self.mask
         crc32 = zlib.crc32
-        s = len(shared.idx)
-        o = self._n_treatment_own
-        width = len(shared.row_values)
-        idx = np.empty((n, width), dtype=np.int32)
-        idx[:, :s] = shared.idx_array
-        if o:
-            idx[:, s : s + o] = np.array([i for p in parts for i in p.idx], dtype=np.int32).reshape(n, o)
-        inter: list[int] = []
-        if shared.ops_first:
-            ops_first = shared.ops_first
-            inter = [crc32(raw, crcs[j]) & mask for crcs in [p.crcs for p in parts] for j, raw in ops_first]
-        if shared.ops_later:
-            ops_later = shared.ops_later
-            later = [crc32(raw, crc32(amps[j], c)) & mask for amps in [p.amps for p in parts] for j, c, raw in ops_later]
-            # Each row's interaction columns are its ops_first block followed by its ops_later block.
-            if inter:
-                a, b = len(ops_first), len(ops_later)
-                inter = [x for r in range(n) for x in (*inter[r * a : (r + 1) * a], *later[r * b : (r + 1) * b])]
-            else:
-                inter = later
-        if inter:
-            idx[:, s + o :] = np.array(inter, dtype=np.int32).reshape(n, width - s - o)
+        # Each row: the shared indices, the treatment's own, then its interactions (the ops_first
+        # block, then the ops_later block); built as lists and converted in one call.
+        ops_first, ops_later = shared.ops_first, shared.ops_later
+        rows = [
+            shared.idx
+            + p.idx
+            + [crc32(raw, p.crcs[j]) & mask for j, raw in ops_first]
+            + [crc32(raw, crc32(p.amps[j], c)) & mask for j, c, raw in ops_later]
+            for p in parts
+        ]
+        idx = np.array(rows, dtype=np.int32)
         val = np.repeat(shared.row_values[np.newaxis, :], n, axis=0)
         return idx, val
 
