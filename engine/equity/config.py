@@ -10,16 +10,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from engine.validation import Strict
 
 TierName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 HalfLifeDays = Annotated[float, Field(ge=7, le=3650)]
 """At least a week: the forward-decay sums then stay finite for 16 years past the landmark."""
 Weight = Annotated[float, Field(ge=0, le=1000)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _normalised(values: tuple[float, ...]) -> tuple[float, ...]:

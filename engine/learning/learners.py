@@ -28,7 +28,7 @@ from pydantic import Field
 from river import linear_model, optim
 
 from engine.learning.features import hash_index
-from engine.rules.schema import Strict
+from engine.validation import Strict
 
 if TYPE_CHECKING:
     from engine.learning.spec import ModelSpec

@@ -20,8 +20,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 
 from engine.errors import RuleProblem, RuleSetError, SourcePos
-from engine.rules.schema import Identifier, Strict
+from engine.rules.schema import Identifier
 from engine.rules.yamlsource import Loc, YamlDocument, read_yaml
+from engine.validation import Strict
 
 Namespace = Literal["customer", "context", "treatment"]
 TREATMENT_FIELDS: tuple[str, ...] = ("id", "group", "kind")

@@ -52,7 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from engine.clock import MS_PER_DAY, MS_PER_HOUR
@@ -62,6 +62,7 @@ from engine.errors import InvalidInput, RuleProblem
 from engine.rules.ruleset import RuleSet
 from engine.rules.schema import ChannelName
 from engine.rules.yamlsource import Loc, YamlDocument, read_yaml
+from engine.validation import Strict
 
 DEFAULT_NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 """A Monday morning, so day and week caps start fresh; cases that care about time state `now`."""
@@ -114,10 +115,6 @@ def _ids(value: Any) -> Any:
 
 
 IdsWithPolicy = Annotated[dict[str, str | None], BeforeValidator(_ids)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CaseEvent(Strict):

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from engine.domain import CHANNELS
 from engine.equity.config import EquityConfig
+from engine.validation import Strict
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 ChannelName = Literal["web", "mobile_app", "call_center", "email", "sms", "push", "social"]
 FieldTypeName = Literal["number", "string", "bool", "list", "timestamp", "any"]
 
 assert set(ChannelName.__args__) == set(CHANNELS)  # type: ignore[attr-defined]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Caps(Strict):
