@@ -838,6 +838,23 @@ def _thompson_inclusion(
 
 
 @njit(cache=True, nogil=True)
+def _enumerate(
+    code: int, eps: float, score: np.ndarray, logw: np.ndarray, gid: np.ndarray, cap: np.ndarray, slots: int, path_bound: int
+) -> tuple[np.ndarray, bool]:
+    """Every candidate's exact selection probability by enumerating the slates over classes,
+    and True; or zeros and False when that would take more than `path_bound` leaves."""
+    full = np.zeros(score.shape[0], np.float64)
+    class_of, c_group, c_size, _, c_logw = _build_classes(code, score, logw, gid, cap, slots)
+    if _leaf_bound(c_group, c_size, cap, slots, path_bound) > path_bound:
+        return full, False
+    per_class = _exact_class_marginals(code, eps, c_group, c_size, c_logw, cap, slots)
+    for i in range(score.shape[0]):
+        c = class_of[i]
+        full[i] = per_class[c] / c_size[c]
+    return full, True
+
+
+@njit(cache=True, nogil=True)
 def _draw_and_enumerate(
     code: int,
     eps: float,
@@ -849,29 +866,21 @@ def _draw_and_enumerate(
     u: np.ndarray,
     path_bound: int,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """The usual decision in one compiled call: draw the slate, then every candidate's exact
-    selection probability when the class enumeration stays within `path_bound` leaves.
+    """The usual decision in one compiled call: draw the slate, then `_enumerate` (greedy needs
+    no enumeration: what it draws is shown for certain).
 
-    Returns (chosen, marginals, exact). When `exact` is False the bound was exceeded, the
-    marginals are not computed, and the caller estimates them (the slate is drawn either way).
-    Composed of the same kernels `_estimate` calls one by one; fused because at a handful of
+    Returns (chosen, marginals, exact); when `exact` is False the caller estimates the
+    marginals instead (the slate is drawn either way). One call because at a handful of
     candidates each call from Python cost more than its work.
     """
-    n = score.shape[0]
     chosen = _sample_slate(code, eps, score, logw, gid, cap, slots, u)
-    full = np.zeros(n, np.float64)
-    if slots == 0 or code == _GREEDY:
+    if code == _GREEDY:
+        full = np.zeros(score.shape[0], np.float64)
         for k in range(chosen.shape[0]):
             full[chosen[k]] = 1.0
         return chosen, full, True
-    class_of, c_group, c_size, _, c_logw = _build_classes(code, score, logw, gid, cap, slots)
-    if _leaf_bound(c_group, c_size, cap, slots, path_bound) > path_bound:
-        return chosen, full, False
-    per_class = _exact_class_marginals(code, eps, c_group, c_size, c_logw, cap, slots)
-    for i in range(n):
-        c = class_of[i]
-        full[i] = per_class[c] / c_size[c]
-    return chosen, full, True
+    full, exact = _enumerate(code, eps, score, logw, gid, cap, slots, path_bound)
+    return chosen, full, exact
 
 
 # ---------------------------------------------------------------------------------------------
@@ -958,6 +967,14 @@ def _prepare(
     return _Prepared(code, float(policy.epsilon), score, logw, gid, cap, slots)
 
 
+def _bound(prep: _Prepared, path_bound: int | None) -> int:
+    """The enumeration's leaf budget: the caller's, or the default for the policy (racing
+    policies fall back to a cheap exact integral, the others to sampling, which costs more)."""
+    if path_bound is not None:
+        return path_bound
+    return PATH_BOUND if prep.code in (_SOFTMAX, _UNIFORM) else SAMPLING_PATH_BOUND
+
+
 def _race(prep: _Prepared, targets: np.ndarray, step: float) -> np.ndarray:
     """Softmax or uniform selection probabilities of `targets` by the arrival-time integral.
 
@@ -1025,18 +1042,15 @@ def _estimate(
         wanted = np.arange(n) if targets is None else targets
         shown = _thompson_inclusion(draws, prep.gid, prep.cap, prep.slots, wanted, alpha, beta, multiplier)
         return (shown if targets is None else None), shown, "monte_carlo"
-    class_of, c_group, c_size, _, c_logw = _build_classes(prep.code, prep.score, prep.logw, prep.gid, prep.cap, prep.slots)
-    racing = prep.code in (_SOFTMAX, _UNIFORM)
-    if path_bound is None:
-        path_bound = PATH_BOUND if racing else SAMPLING_PATH_BOUND
-    if _leaf_bound(c_group, c_size, prep.cap, prep.slots, path_bound) <= path_bound:
-        per_class = _exact_class_marginals(prep.code, prep.eps, c_group, c_size, c_logw, prep.cap, prep.slots)
-        full = per_class[class_of] / c_size[class_of]
+    full, exact = _enumerate(prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, _bound(prep, path_bound))
+    if exact:
         return full, full if targets is None else full[targets], "enumeration"
+    racing = prep.code in (_SOFTMAX, _UNIFORM)
     if racing:
         wanted = np.arange(n) if targets is None else targets
         shown = _race(prep, wanted, RACE_STEP)
         return (shown if targets is None else None), shown, "race_integral"
+    class_of, c_group, c_size, _, c_logw = _build_classes(prep.code, prep.score, prep.logw, prep.gid, prep.cap, prep.slots)
     samples = MC_SAMPLES if mc_samples is None else _positive_samples(mc_samples)
     gen = mc_rng if mc_rng is not None else np.random.default_rng(MC_SEED)
     u = gen.random((samples, prep.slots))
@@ -1134,10 +1148,8 @@ def select_slate(
         chosen_arr = _sample_slate(_GREEDY, 0.0, sampled, sampled, prep.gid, prep.cap, prep.slots, np.zeros(prep.slots))
     else:
         u = np.zeros(prep.slots) if prep.code == _GREEDY else rng.random(prep.slots)
-        if path_bound is None:
-            path_bound = PATH_BOUND if prep.code in (_SOFTMAX, _UNIFORM) else SAMPLING_PATH_BOUND
         chosen_arr, full, exact = _draw_and_enumerate(
-            prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, u, path_bound
+            prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, u, _bound(prep, path_bound)
         )
         if exact:
             return SlateSelection(
