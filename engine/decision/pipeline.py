@@ -12,6 +12,7 @@ within the arbitration limits, and reports each shown treatment's selection prob
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from engine.decision.suitability import cap_reason, group_budgets
 from engine.domain import ChosenTreatment, CustomerState, DecisionRequest, Verdict
 from engine.equity.value import CustomerValue, ValueModel
 from engine.learning.serving import ServedModel
-from engine.learning.spec import ModelSpec
+from engine.learning.spec import EpsilonGreedy, Greedy, ModelSpec, Softmax, Thompson
 from engine.rules.ruleset import CompiledTreatment, RuleSet
 from engine.rules.vocabulary import EvalContext
 from engine.scoring.kernels import score_candidates
@@ -89,7 +90,19 @@ def context_weight(t: CompiledTreatment, ctx: EvalContext) -> float:
 
 
 _HOLDOUT = ExplorationPolicy.holdout()
-_POLICIES: dict[int, tuple[object, ExplorationPolicy]] = {}
+
+
+@functools.lru_cache(maxsize=256)
+def runtime_policy(config: EpsilonGreedy | Softmax | Thompson | Greedy) -> ExplorationPolicy:
+    """The runtime policy of a spec's configured one, built once per distinct configuration
+    (configs are frozen, so equal ones share an entry), not once per decision."""
+    if isinstance(config, EpsilonGreedy):
+        return ExplorationPolicy.epsilon_greedy(config.epsilon)
+    if isinstance(config, Softmax):
+        return ExplorationPolicy.softmax(config.temperature)
+    if isinstance(config, Thompson):
+        return ExplorationPolicy.thompson()
+    return ExplorationPolicy.greedy()
 
 
 def policy_for(spec: ModelSpec | None, placement: str | None, customer_id: str) -> ExplorationPolicy:
@@ -98,24 +111,7 @@ def policy_for(spec: ModelSpec | None, placement: str | None, customer_id: str) 
         return ExplorationPolicy.greedy()
     if in_holdout(customer_id, spec.holdout_share, spec.id):
         return _HOLDOUT
-    chosen = spec.exploration.for_placement(placement)
-    # One runtime policy per configured one, built once: `chosen` is an object of the loaded
-    # spec, so the cache is as small as the specs' exploration sections.
-    cached = _POLICIES.get(id(chosen))
-    if cached is not None and cached[0] is chosen:
-        return cached[1]
-    if chosen.policy == "epsilon_greedy":
-        policy = ExplorationPolicy.epsilon_greedy(chosen.epsilon)
-    elif chosen.policy == "softmax":
-        policy = ExplorationPolicy.softmax(chosen.temperature)
-    elif chosen.policy == "thompson":
-        policy = ExplorationPolicy.thompson()
-    else:
-        policy = ExplorationPolicy.greedy()
-    if len(_POLICIES) >= 1024:  # only reloads add entries; old specs' entries go with them
-        _POLICIES.clear()
-    _POLICIES[id(chosen)] = (chosen, policy)
-    return policy
+    return runtime_policy(spec.exploration.for_placement(placement))
 
 
 @dataclass(frozen=True, slots=True)
