@@ -2,27 +2,27 @@
 
 `RedisStore.read_customer` is one customer per round trip, the right shape for a decision. A
 batch job wants thousands: this module walks the profile keys with SCAN (never KEYS, which
-blocks the server) and reads each chunk of customers in one pipeline, decoding the replies
-exactly as `read_customer` does. It only reads.
+blocks the server) and reads each chunk of customers in one pipeline of the same read script,
+decoded by the same code as `read_customer`. It only reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
-import orjson
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.domain import CustomerState
 from engine.errors import StoreUnavailable
 from engine.state import keys
-from engine.state.redis_store import _cart, _floats, _ints, _loads_hash
+from engine.state.redis_store import customer_keys, customer_state
+from engine.state.scripts import READ_CUSTOMER, script_sha
 
 PROFILE_PATTERN = keys.profile("*")
 """SCAN pattern of every customer's profile: a customer is one who has a profile."""
 _PREFIX, _SUFFIX = keys.profile("\0").split("\0")
+_READ_SHA = script_sha(READ_CUSTOMER)
 
 
 def customer_of_profile(key: str) -> str:
@@ -61,38 +61,17 @@ class CustomerScan:
             raise StoreUnavailable(f"state store error: {exc}") from exc
 
     async def read(self, customer_ids: Sequence[str], now_ms: int) -> list[CustomerState]:
-        """These customers' states in one round trip."""
+        """These customers' states in one round trip (the script is loaded first in the same
+        pipeline, so a Redis that forgot it is no failure)."""
         pipe = self.client.pipeline(transaction=False)
+        pipe.script_load(READ_CUSTOMER)
         for cid in customer_ids:
-            self._queue(pipe, cid, now_ms)
+            names = customer_keys(cid, now_ms, self.counters)
+            pipe.evalsha(_READ_SHA, len(names), *names, self.recent_limit)
         try:
             replies = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailable(f"state store error: {exc}") from exc
-        per = 10 + len(self.counters)
-        return [self._decode(cid, replies[i * per : (i + 1) * per], now_ms) for i, cid in enumerate(customer_ids)]
-
-    def _queue(self, pipe: Any, cid: str, now_ms: int) -> None:
-        for key in (keys.profile(cid), keys.cart(cid), keys.last(cid), keys.caps_day(cid, now_ms), keys.caps_week(cid, now_ms)):
-            pipe.hgetall(key)
-        pipe.lrange(keys.recent(cid), 0, self.recent_limit - 1)
-        for key in (keys.flags(cid), keys.caps_total(cid), keys.topics(cid), keys.value_facts(cid)):
-            pipe.hgetall(key)
-        for name in self.counters:
-            pipe.zrange(keys.counter(cid, name), 0, -1)
-
-    def _decode(self, cid: str, res: list[Any], now_ms: int) -> CustomerState:
-        return CustomerState(
-            customer_id=cid,
-            profile=_loads_hash(res[0]),
-            cart=_cart(res[1]),
-            last=_loads_hash(res[2]),
-            caps_day=_ints(res[3]),
-            caps_week=_ints(res[4]),
-            recent=[orjson.loads(x) for x in res[5]],
-            flags={k: v for k, v in _ints(res[6]).items() if v > now_ms},
-            caps_total=_ints(res[7]),
-            topics=_ints(res[8]),
-            facts=_floats(res[9]),
-            counters={name: [int(m.split(b":", 1)[0]) for m in res[10 + i]] for i, name in enumerate(self.counters)},
-        )
+        return [
+            customer_state(cid, document, now_ms, self.counters) for cid, document in zip(customer_ids, replies[1:], strict=True)
+        ]

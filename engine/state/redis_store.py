@@ -33,13 +33,12 @@ def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return {k.decode(): orjson.loads(v) for k, v in raw.items()}
 
 
-def _cart(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> dict[str, dict[str, Any]]:
-    """Cart lines from `i:<sku>` (JSON line details) and `q:<sku>` (quantity, kept by HINCRBY).
-    Names and values may be bytes (a plain HGETALL) or str (the read script's document)."""
+def _cart(fields: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Cart lines from `i:<sku>` (JSON line details) and `q:<sku>` (quantity, kept by HINCRBY)."""
     lines: dict[str, dict[str, Any]] = {}
     quantities: dict[str, int] = {}
     for k, v in fields.items():
-        kind, _, sku = (k.decode() if isinstance(k, bytes) else k).partition(":")
+        kind, _, sku = k.partition(":")
         if kind == "i":
             lines[sku] = orjson.loads(v)
         elif kind == "q":
@@ -51,6 +50,46 @@ def _ints_of(fields: dict[str, str]) -> dict[str, int]:
     return {k: int(v) for k, v in fields.items()}
 
 
+def customer_keys(customer_id: str, now_ms: int, counters: Sequence[str]) -> list[str]:
+    """The keys the read script takes for one customer, in the order of its document."""
+    return [
+        keys.profile(customer_id),
+        keys.cart(customer_id),
+        keys.last(customer_id),
+        keys.caps_day(customer_id, now_ms),
+        keys.caps_week(customer_id, now_ms),
+        keys.recent(customer_id),
+        keys.flags(customer_id),
+        keys.caps_total(customer_id),
+        keys.topics(customer_id),
+        keys.value_facts(customer_id),
+        *(keys.counter(customer_id, name) for name in counters),
+    ]
+
+
+def customer_state(customer_id: str, document: bytes, now_ms: int, counters: Sequence[str]) -> CustomerState:
+    """A customer from the read script's document (see engine.state.scripts.READ_CUSTOMER)."""
+    try:
+        doc = orjson.loads(document)
+    except orjson.JSONDecodeError as exc:
+        # Only a value written around the engine could do this; say which customer.
+        raise StoreUnavailable(f"customer {customer_id!r} has a stored value that is not JSON: {exc}") from exc
+    return CustomerState(
+        customer_id=customer_id,
+        profile=doc[0],
+        cart=_cart(doc[1]),
+        last=doc[2],
+        caps_day=_ints_of(doc[3]),
+        caps_week=_ints_of(doc[4]),
+        recent=doc[5],
+        flags={k: v for k, v in _ints_of(doc[6]).items() if v > now_ms},
+        caps_total=_ints_of(doc[7]),
+        topics=_ints_of(doc[8]),
+        facts={k: float(v) for k, v in doc[9].items()},
+        counters={name: [int(m.split(":", 1)[0]) for m in doc[10 + i]] for i, name in enumerate(counters)},
+    )
+
+
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     it = iter(flat)
     return dict(zip(it, it, strict=True))
@@ -58,10 +97,6 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 
 def _ints(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
-
-
-def _floats(raw: dict[bytes, bytes]) -> dict[str, float]:
-    return {k.decode(): float(v) for k, v in raw.items()}
 
 
 def _fact_ops(facts: dict[str, float]) -> list[Any]:
@@ -157,45 +192,10 @@ class RedisStore:
     async def read_customer(
         self, customer_id: str, now_ms: int, *, with_recent: bool, counters: Sequence[str] = ()
     ) -> CustomerState:
-        try:
-            doc = orjson.loads(await self._run_read(customer_id, now_ms, with_recent, counters))
-        except orjson.JSONDecodeError as exc:
-            # Only a value written around the engine could do this; say which customer.
-            raise StoreUnavailable(f"customer {customer_id!r} has a stored value that is not JSON: {exc}") from exc
-        return CustomerState(
-            customer_id=customer_id,
-            profile=doc[0],
-            cart=_cart(doc[1]),
-            last=doc[2],
-            caps_day=_ints_of(doc[3]),
-            caps_week=_ints_of(doc[4]),
-            recent=doc[5],
-            flags={k: v for k, v in _ints_of(doc[6]).items() if v > now_ms},
-            caps_total=_ints_of(doc[7]),
-            topics=_ints_of(doc[8]),
-            facts={k: float(v) for k, v in doc[9].items()},
-            counters={name: [int(m.split(":", 1)[0]) for m in doc[10 + i]] for i, name in enumerate(counters)},
+        (document,) = await self._evalsha(
+            "read", customer_keys(customer_id, now_ms, counters), [self.recent_limit if with_recent else 0]
         )
-
-    async def _run_read(self, customer_id: str, now_ms: int, with_recent: bool, counters: Sequence[str]) -> Any:
-        (reply,) = await self._evalsha(
-            "read",
-            [
-                keys.profile(customer_id),
-                keys.cart(customer_id),
-                keys.last(customer_id),
-                keys.caps_day(customer_id, now_ms),
-                keys.caps_week(customer_id, now_ms),
-                keys.recent(customer_id),
-                keys.flags(customer_id),
-                keys.caps_total(customer_id),
-                keys.topics(customer_id),
-                keys.value_facts(customer_id),
-                *(keys.counter(customer_id, name) for name in counters),
-            ],
-            [self.recent_limit if with_recent else 0],
-        )
-        return reply
+        return customer_state(customer_id, document, now_ms, counters)
 
     async def write_decision(self, record: StoredDecision, counter_fields: Sequence[str]) -> None:
         """Counters and record in one script on the customer's node; the stream entry (and the

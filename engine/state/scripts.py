@@ -126,12 +126,16 @@ SCRIPTS: Mapping[str, str] = {
 }
 
 
+def script_sha(source: str) -> str:
+    """Redis names a script by the SHA-1 of its source (what EVALSHA takes)."""
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
 class Scripts:
     def __init__(self, client: aioredis.Redis, sources: Mapping[str, str]) -> None:
         self.client = client
         self.sources = dict(sources)
-        # Redis names scripts by their SHA-1.
-        self.shas = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in sources.items()}
+        self.shas = {name: script_sha(src) for name, src in sources.items()}
 
     async def load_all(self) -> None:
         """Load every script up front, so the first decisions do not pay for NOSCRIPT."""

@@ -99,6 +99,15 @@ async def test_a_customer_without_a_profile_is_not_read_and_the_limit_is_kept(
     assert customer_of_profile(keys.profile("a:b-c")) == "a:b-c"
 
 
+async def test_the_scan_reads_after_redis_forgot_the_read_script(
+    store: RedisStore, redis_async: aioredis.Redis, redis_sync: Redis
+) -> None:
+    redis_sync.script_flush()
+    scan = CustomerScan(redis_async, recent_limit=RECENT)
+    (chunk,) = [c async for c in scan.scan(T0, chunk=CUSTOMERS * 2)]
+    assert len(chunk) == CUSTOMERS and all(s.known for s in chunk)
+
+
 async def test_the_scan_only_reads(store: RedisStore, redis_async: aioredis.Redis, redis_sync: Redis) -> None:
     def everything() -> dict[bytes, bytes]:
         return {k: redis_sync.dump(k) for k in redis_sync.scan_iter()}  # type: ignore[misc]
