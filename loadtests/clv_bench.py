@@ -31,7 +31,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from loadtests.results import bench_start, write
+from loadtests.results import bench_start, start_table, write
 
 ROOT = Path(__file__).resolve().parent.parent
 FIT_CUSTOMERS = 25_000
@@ -229,15 +229,15 @@ def render(fits: dict[str, Any], likelihood: dict[str, dict[str, float]], predic
     console.print(table)
 
     if start:
-        table = Table(title=f"new process, fresh NUMBA_CACHE_DIR: import + warm_up + BG/NBD fit of {FIT_CUSTOMERS:,} (seconds)")
-        for col in ("start", "import", "warm_up", "fit", "import+warm_up+fit", "process total"):
-            table.add_column(col, justify="left" if col == "start" else "right")
-        for label, fig in start.items():
-            table.add_row(
-                f"{label} ({'compile + write cache' if label == 'cold' else 'load cache'})",
-                *(f"{fig[k]:.3f}" for k in ("import", "warm_up", "fit", "import_warm_up_fit", "process_total")),
-            )
-        console.print(table)
+        title = f"new process, fresh NUMBA_CACHE_DIR: import + warm_up + BG/NBD fit of {FIT_CUSTOMERS:,} (seconds)"
+        columns = {
+            "import": "import",
+            "warm_up": "warm_up",
+            "fit": "fit",
+            "import+warm_up+fit": "import_warm_up_fit",
+            "process total": "process_total",
+        }
+        console.print(start_table(title, columns, start))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from loadtests.results import bench_start, median_us, write
+from loadtests.results import bench_start, median_us, start_table, write
 
 ROOT = Path(__file__).resolve().parent.parent
 N_CANDIDATES = 200
@@ -133,15 +133,14 @@ def render(scoring: dict[str, float], exploration: list[dict[str, Any]], start: 
         table.add_row(row["policy"], str(row["n"]), row["method"], f"{row['median_us']:.1f}")
     console.print(table)
 
-    table = Table(title="start-up in a new process, fresh NUMBA_CACHE_DIR (seconds)")
-    for col in ("start", "import numba", "import modules", "scoring warm_up", "exploration warm_up", "process total"):
-        table.add_column(col, justify="left" if col == "start" else "right")
-    for label, fig in start.items():
-        table.add_row(
-            f"{label} ({'compile + write cache' if label == 'cold' else 'load cache'})",
-            *(f"{fig[k]:.3f}" for k in ("import_numba", "import_modules", "scoring", "exploration", "process_total")),
-        )
-    console.print(table)
+    columns = {
+        "import numba": "import_numba",
+        "import modules": "import_modules",
+        "scoring warm_up": "scoring",
+        "exploration warm_up": "exploration",
+        "process total": "process_total",
+    }
+    console.print(start_table("start-up in a new process, fresh NUMBA_CACHE_DIR (seconds)", columns, start))
 
 
 def main(argv: list[str] | None = None) -> int:

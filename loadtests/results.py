@@ -1,5 +1,5 @@
-"""What every in-process benchmark shares: timing one call, timing a fresh interpreter's start,
-describing the machine, and writing the figures to bench-results/."""
+"""What every in-process benchmark shares: timing one call, timing a fresh interpreter's start
+(and its table), describing the machine, and writing the figures to bench-results/."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +45,18 @@ def bench_start(snippet: str) -> dict[str, dict[str, float]]:
             figures["process_total"] = time.perf_counter() - start
             out[label] = figures
         return out
+
+
+def start_table(title: str, columns: dict[str, str], start: dict[str, dict[str, float]]) -> Table:
+    """`bench_start`'s figures as a table: a row per start, a column per figure (heading: key)."""
+    table = Table(title=title)
+    table.add_column("start")
+    for heading in columns:
+        table.add_column(heading, justify="right")
+    for label, fig in start.items():
+        kind = "compile + write cache" if label == "cold" else "load cache"
+        table.add_row(f"{label} ({kind})", *(f"{fig[key]:.3f}" for key in columns.values()))
+    return table
 
 
 def machine(*libraries: str) -> dict[str, Any]:
