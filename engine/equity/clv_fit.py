@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -33,6 +33,8 @@ from scipy.optimize import minimize
 
 from engine.equity.clv import BGNBDParams, GammaGammaParams, check_purchase_history, check_spend
 from engine.equity.clv_likelihood import bgnbd_log_likelihood_grad, gamma_gamma_log_likelihood_grad
+
+P = TypeVar("P", BGNBDParams, GammaGammaParams)
 
 LOG_BOUND = 18.0
 """Bound on |ln θ| for every parameter θ during the search (θ within e^±18 ≈ 10^±7.8)."""
@@ -55,43 +57,36 @@ def _diagnostics(data: Mapping[str, object]) -> tuple[float, int, bool]:
 
 
 @dataclass(frozen=True, slots=True)
-class BGNBDFit:
-    """Fitted BG/NBD parameters with the maximised log-likelihood and how the search ended."""
+class _Fit(Generic[P]):
+    """Fitted parameters with the maximised log-likelihood and how the search ended."""
 
-    params: BGNBDParams
+    PARAMS: ClassVar[type[BGNBDParams | GammaGammaParams]]
+    params: P
     log_likelihood: float
     n_customers: int
     converged: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.params.to_dict(), **_fit_fields(self)}
+        fit = {"log_likelihood": self.log_likelihood, "n_customers": self.n_customers, "converged": self.converged}
+        return {**self.params.to_dict(), **fit}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Self:
-        params = BGNBDParams.from_dict(data)
-        return cls(params, *_diagnostics(data))
+        return cls(cls.PARAMS.from_dict(data), *_diagnostics(data))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
-class GammaGammaFit:
-    """Fitted Gamma-Gamma parameters with the maximised log-likelihood and how the search ended."""
+class BGNBDFit(_Fit[BGNBDParams]):
+    """A fitted BG/NBD model."""
 
-    params: GammaGammaParams
-    log_likelihood: float
-    n_customers: int
-    converged: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.params.to_dict(), **_fit_fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> Self:
-        params = GammaGammaParams.from_dict(data)
-        return cls(params, *_diagnostics(data))
+    PARAMS = BGNBDParams
 
 
-def _fit_fields(fit: BGNBDFit | GammaGammaFit) -> dict[str, Any]:
-    return {"log_likelihood": fit.log_likelihood, "n_customers": fit.n_customers, "converged": fit.converged}
+@dataclass(frozen=True, slots=True)
+class GammaGammaFit(_Fit[GammaGammaParams]):
+    """A fitted Gamma-Gamma model."""
+
+    PARAMS = GammaGammaParams
 
 
 def _merge_identical(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
