@@ -134,32 +134,30 @@ class ValueModel:
         self.lifetime = lifetime
         self.params = kernel_params(config)
         self.bounds = tier_bounds(config)
-        self._bounds = self.bounds.tolist()
         self.tier_names = config.tier_names
         self.margin = config.contribution.default_margin_rate
+        # Derived once, not per decision: the bounds as a list for the one-customer tier, and
+        # every argument of the lifetime kernel but the customer's own history, as floats.
+        self._bounds_list = self.bounds.tolist()
+        self._lifetime_args: tuple[float | int, ...] | None = None
+        if lifetime is not None:
+            bg, gg = lifetime.purchases, lifetime.spend
+            model = (bg.r, bg.alpha, bg.a, bg.b, gg.p, gg.q, gg.v)
+            horizon = (HORIZON_DAYS, CLV_PERIODS, CLV_PERIOD_DAYS, float(self.margin), MONTHLY_DISCOUNT)
+            self._lifetime_args = (*(float(v) for v in model), *horizon)
 
     def with_lifetime(self, lifetime: LifetimeModel | None) -> ValueModel:
         return ValueModel(self.config, lifetime)
 
-    def _lifetime_one(self, history: tuple[float, float, float, float]) -> tuple[float, float, float]:
-        assert self.lifetime is not None
-        bg, gg = self.lifetime.purchases, self.lifetime.spend
-        x, t_x, age, m = history
-        return lifetime_one(
-            float(x), float(t_x), float(age), float(m),
-            float(bg.r), float(bg.alpha), float(bg.a), float(bg.b), float(gg.p), float(gg.q), float(gg.v),
-            HORIZON_DAYS, CLV_PERIODS, CLV_PERIOD_DAYS, float(self.margin), MONTHLY_DISCOUNT,
-        )  # fmt: skip
-
     def evaluate(self, facts: Mapping[str, float], now_ms: int) -> CustomerValue:
         alive = expected = clv = None
-        if self.lifetime is not None:
-            history = purchase_history(facts, now_ms)
+        if self._lifetime_args is not None:
+            history = purchase_history(facts, now_ms)  # floats, as the kernel's one signature wants
             if history is not None:
-                alive, expected, clv = self._lifetime_one(history)
+                alive, expected, clv = lifetime_one(*history, *self._lifetime_args)
         retention = alive if alive is not None else math.nan
         c, p, r, loyalty, e = equity_one(facts_row(facts), now_ms, retention, self.params)
-        tier = self.tier_names[tier_rank(e, self._bounds)]
+        tier = self.tier_names[tier_rank(e, self._bounds_list)]
         return CustomerValue(c, p, r, loyalty, e, tier, alive, expected, clv)
 
     def tier_gains(self, equity: float, target_ranks: np.ndarray, uplift: np.ndarray) -> np.ndarray:
