@@ -56,10 +56,10 @@ NAMED: dict[str, dict[str, Any]] = {
     },
 }
 
-_TIERS = ("bronze", "silver", "gold", "platinum")
-_TIER_WEIGHTS = (0.55, 0.28, 0.13, 0.04)
-_SEGMENTS = ("family", "young_adult", "business", "leisure")
-_AIRPORTS = ("CDG", "LHR", "FRA", "AMS", "JFK", "SFO", "FCO", "MAD")
+TIERS = ("bronze", "silver", "gold", "platinum")
+TIER_WEIGHTS = (0.55, 0.28, 0.13, 0.04)
+SEGMENTS = ("family", "young_adult", "business", "leisure")
+AIRPORTS = ("CDG", "LHR", "FRA", "AMS", "JFK", "SFO", "FCO", "MAD")
 
 
 def synthetic_id(n: int) -> str:
@@ -71,15 +71,15 @@ def demo_profiles(count: int, seed: int = 7) -> Iterator[tuple[str, dict[str, An
     yield from NAMED.items()
     rng = random.Random(seed)
     for n in range(1, count + 1):
-        tier = rng.choices(_TIERS, _TIER_WEIGHTS)[0]
+        tier = rng.choices(TIERS, TIER_WEIGHTS)[0]
         yield (
             synthetic_id(n),
             {
                 "name": f"Customer {n}",
                 "tier": tier,
                 "age": rng.randint(18, 80),
-                "segment": rng.choice(_SEGMENTS),
-                "home_airport": rng.choice(_AIRPORTS),
+                "segment": rng.choice(SEGMENTS),
+                "home_airport": rng.choice(AIRPORTS),
                 "loyalty_points": rng.randint(0, 100_000),
                 "email_opt_in": rng.random() < 0.6,
             },

@@ -101,14 +101,14 @@ class Condition:
         return self._explainer.explain(self(ctx), ctx)
 
 
-_ORDERING: dict[type[ast.cmpop], str] = {
+ORDERING: dict[type[ast.cmpop], str] = {
     ast.Lt: "_lt",
     ast.LtE: "_le",
     ast.Gt: "_gt",
     ast.GtE: "_ge",
 }
 
-_ARITHMETIC: dict[type[ast.operator], str] = {
+ARITHMETIC: dict[type[ast.operator], str] = {
     ast.Add: "_add",
     ast.Sub: "_sub",
     ast.Mult: "_mul",
@@ -162,7 +162,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, NUMBER_TYPES) and not isinstance(value, bool)
 
 
-def _literal_number(node: ast.expr) -> int | float | None:
+def literal_number(node: ast.expr) -> int | float | None:
     """The value of `5`, `-5` or `+5.0`; None for anything else."""
     if isinstance(node, ast.Constant) and _is_number(node.value):
         return node.value  # type: ignore[no-any-return]
@@ -500,7 +500,7 @@ class _Compiler:
         return list(zip(spec.params, node.args, strict=True))
 
     def literal(self, spec: FunctionSpec, name: str, node: ast.expr) -> object:
-        number = _literal_number(node)
+        number = literal_number(node)
         if number is not None:
             self.visit(node)  # applies the literal size limits
             return number
@@ -564,12 +564,12 @@ class _Compiler:
         return self.start(node)
 
     def on_binop(self, node: ast.BinOp) -> ast.expr:
-        helper = _ARITHMETIC.get(type(node.op))
+        helper = ARITHMETIC.get(type(node.op))
         if helper is None:
             symbol = _OPERATOR_SYMBOLS.get(type(node.op), type(node.op).__name__)
             self.fail(f"operator `{symbol}` is not allowed", at=self.operator_at(node, symbol))
         if isinstance(node.op, ast.Pow):
-            exponent = _literal_number(node.right)
+            exponent = literal_number(node.right)
             if exponent is None:
                 self.fail(
                     f"exponent must be a number literal (at most {MAX_EXPONENT}), not `{self.snippet(node.right)}`",
@@ -613,7 +613,7 @@ class _Compiler:
     def comparison(self, op: ast.cmpop, left: ast.expr, right: ast.expr, source: ast.expr) -> ast.expr:
         if isinstance(op, ast.Eq | ast.NotEq):
             return ast.Compare(left=left, ops=[type(op)()], comparators=[right])
-        helper = _ORDERING.get(type(op))
+        helper = ORDERING.get(type(op))
         if helper is not None:
             return _call(helper, left, right)
         if isinstance(source, ast.List | ast.Tuple):

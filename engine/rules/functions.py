@@ -150,7 +150,7 @@ def _newest_ts(ctx: EvalContext, event_type: str) -> int | float | None:
     return ts
 
 
-def _window_ms(days: float | None, hours: float | None) -> float | None:
+def window_ms(days: float | None, hours: float | None) -> float | None:
     """Both windows may be given; they add up (`days=1, hours=6` is 30 hours)."""
     if days is None and hours is None:
         return None
@@ -177,7 +177,7 @@ def count(ctx: EvalContext, event_type: str, days: float | None = None, hours: f
 
 
 def _bind_count(event_type: str, days: float | None = None, hours: float | None = None) -> Callable[[EvalContext], int]:
-    window = _window_ms(days, hours)
+    window = window_ms(days, hours)
     if window is None:
 
         def count_all(ctx: EvalContext) -> int:
@@ -209,7 +209,7 @@ def exists(ctx: EvalContext, event_type: str, days: float | None = None, hours: 
 
 
 def _bind_exists(event_type: str, days: float | None = None, hours: float | None = None) -> Callable[[EvalContext], bool]:
-    window = _window_ms(days, hours)
+    window = window_ms(days, hours)
     if window is None:
 
         def exists_any(ctx: EvalContext) -> bool:
@@ -244,7 +244,7 @@ def flag(ctx: EvalContext, name: str) -> bool:
 def counter(ctx: EvalContext, name: str, days: float | None = None, hours: float | None = None) -> int:
     """How many times a trigger incremented this counter (within the window, if given)."""
     stamps = ctx.counters.get(name) or ()
-    window = _window_ms(days, hours)
+    window = window_ms(days, hours)
     if window is None:
         return len(stamps)
     cutoff = ctx.now_ms - window
@@ -259,7 +259,7 @@ def complained_about(ctx: EvalContext, topic: str, days: float | None = None, ho
     ts = ctx.topics.get("disliked:" + topic.strip().lower())
     if ts is None:
         return False
-    window = _window_ms(days, hours)
+    window = window_ms(days, hours)
     return window is None or ts >= ctx.now_ms - window
 
 

@@ -55,10 +55,8 @@ import numpy as np
 
 from engine.clock import MS_PER_DAY, MS_PER_HOUR
 from engine.errors import SourcePos
-from engine.rules.conditions import _ARITHMETIC, _ORDERING, Condition, compile_condition
-from engine.rules.conditions import _literal_number as literal_number
-from engine.rules.functions import FUNCTIONS, FunctionSpec
-from engine.rules.functions import _window_ms as window_ms
+from engine.rules.conditions import ARITHMETIC, ORDERING, Condition, compile_condition, literal_number
+from engine.rules.functions import FUNCTIONS, FunctionSpec, window_ms
 from engine.rules.semantics import HELPERS
 from engine.rules.vocabulary import EvalContext, Vocabulary
 
@@ -683,7 +681,7 @@ class _Planner:
         return lambda run: _unary(helper, operand(run))
 
     def on_binop(self, node: ast.BinOp) -> _Node:
-        helper = _ARITHMETIC[type(node.op)]
+        helper = ARITHMETIC[type(node.op)]
         left = self.build(node.left)
         if isinstance(node.op, ast.Pow):
             exponent = _Const(literal_number(node.right))
@@ -719,7 +717,7 @@ class _Planner:
             return lambda run, a, b: _Flag(_equal(run, a, b()))
         if isinstance(op, ast.NotEq):
             return lambda run, a, b: _Flag(~_equal(run, a, b()))
-        helper = _ORDERING.get(type(op))
+        helper = ORDERING.get(type(op))
         if helper is not None:
             return lambda run, a, b: _order(run, helper, a, b())
         negate = isinstance(op, ast.NotIn)

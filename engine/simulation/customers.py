@@ -38,7 +38,7 @@ from engine.rules.vectorised import (
     topic_column,
 )
 from engine.rules.vocabulary import EvalContext
-from engine.seed import _AIRPORTS, _SEGMENTS, _TIER_WEIGHTS, _TIERS, demo_value_facts, synthetic_id
+from engine.seed import AIRPORTS, SEGMENTS, TIER_WEIGHTS, TIERS, demo_value_facts, synthetic_id
 from engine.state.customer_scan import CustomerScan
 
 
@@ -112,9 +112,9 @@ _DEMO_FIELDS: dict[str, str] = {
 }
 """Fields `engine.seed.demo_profiles` fills, generated with its distributions when declared so."""
 _DEMO_CHOICES: dict[str, tuple[Sequence[Any], ...]] = {
-    "tier": (_TIERS, _TIER_WEIGHTS),
-    "segment": (_SEGMENTS,),
-    "home_airport": (_AIRPORTS,),
+    "tier": (TIERS, TIER_WEIGHTS),
+    "segment": (SEGMENTS,),
+    "home_airport": (AIRPORTS,),
 }
 DEMO_MISSING = 0.02
 OTHER_MISSING = 0.75
@@ -215,9 +215,7 @@ class _Synthetic:
             if demo and name == "name":
                 values: np.ndarray = np.fromiter((f"Customer {i + 1}" for i in range(n)), dtype=object, count=n)
             elif demo and name in ("tier", "segment", "home_airport"):
-                values = self._choice(
-                    *{"tier": (_TIERS, _TIER_WEIGHTS), "segment": (_SEGMENTS,), "home_airport": (_AIRPORTS,)}[name]
-                )
+                values = self._choice(*{"tier": (TIERS, TIER_WEIGHTS), "segment": (SEGMENTS,), "home_airport": (AIRPORTS,)}[name])
             elif demo and name in ("age", "loyalty_points"):
                 values = rng.integers(*((18, 81) if name == "age" else (0, 100_001)), size=n).astype(np.float64)
             elif demo or kind == "bool":
