@@ -1,17 +1,43 @@
 """What every standalone worker process (`nba learner`, `nba worker`) needs: a Redis client, and
-a stop signal on SIGINT/SIGTERM so it finishes its current step and exits cleanly."""
+a stop signal on SIGINT/SIGTERM so it finishes its current step and exits cleanly; and what a
+serving process does once it is ready (`settle_heap`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import signal
 from collections.abc import AsyncIterator
 
 from redis import asyncio as aioredis
 
+from engine.metrics import MetricsRegistry
 from engine.settings import Settings
 from engine.state.connect import open_redis
+
+log = logging.getLogger("engine.process")
+
+
+def settle_heap(metrics: MetricsRegistry) -> int:
+    """Move everything alive once the engine is ready (modules, numba and river internals, rules,
+    models: some 225,000 objects with the example rules) out of the garbage collector's sight; returns how many.
+
+    Requests keep some objects alive across a few collections (32 decisions in flight, each
+    waiting on Redis), so they reach the oldest generation, and every full collection then
+    walked the whole start-up heap: about 120 ms with the process stopped, one or two a second
+    under load, which was the benchmark's whole p99. Frozen objects are still freed when their
+    last reference goes; only cycles among them are never collected, and start-up objects are
+    kept for the life of the process anyway. The same tuning Instagram described for CPython
+    servers (`gc.freeze`, Python 3.7+).
+    """
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    metrics.gauge("nba_gc_frozen_objects", "Objects alive at start-up, kept out of full garbage collections.").set(frozen)
+    log.info("%d start-up objects frozen out of the garbage collector's full collections", frozen)
+    return frozen
 
 
 @contextlib.asynccontextmanager

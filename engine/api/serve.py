@@ -16,6 +16,7 @@ import uvloop
 
 from engine.api.grpc.server import serve_grpc, start_grpc
 from engine.api.http.app import create_app
+from engine.api.process import settle_heap
 from engine.bootstrap import open_engine
 from engine.settings import Settings
 
@@ -58,11 +59,20 @@ async def serve_both(settings: Settings, *, log_level: str, on_ready: Callable[[
     """HTTP in the foreground; gRPC beside it, stopped (NOT_SERVING first) when HTTP stops."""
     async with open_engine(settings) as engine:
         running = await start_grpc(engine, settings.host, settings.grpc_port, max_concurrent_rpcs=settings.max_concurrent_rpcs)
+        settle_heap(engine.metrics)
         on_ready(running.port)
         try:
             await _http_server(settings, create_app(settings, engine=engine), log_level).serve()
         finally:
             await running.stop(GRACE_S)
+
+
+async def serve_http(settings: Settings, *, log_level: str) -> None:
+    """HTTP alone; the engine is opened here rather than in the app's lifespan, so the heap can be
+    settled once it is ready, before the first request."""
+    async with open_engine(settings) as engine:
+        settle_heap(engine.metrics)
+        await _http_server(settings, create_app(settings, engine=engine), log_level).serve()
 
 
 def run(settings: Settings, *, http: bool, grpc: bool, log_level: str, on_ready: Callable[[int], None]) -> None:
@@ -76,4 +86,4 @@ def run(settings: Settings, *, http: bool, grpc: bool, log_level: str, on_ready:
             )
         )
     else:
-        uvloop.run(_http_server(settings, create_app(settings), log_level).serve())
+        uvloop.run(serve_http(settings, log_level=log_level))

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from engine.api.grpc.gen import bench_pb2, bench_pb2_grpc, decision_pb2, decision_pb2_grpc
 from engine.api.grpc.servicer import BenchServicer, ConcurrencyLimit, DecisionServicer
+from engine.api.process import settle_heap
 from engine.bootstrap import Engine, open_engine
 from engine.clock import Clock
 from engine.settings import Settings
@@ -170,6 +171,7 @@ async def serve_grpc(
     try:
         async with open_engine(settings, clock=clock) as engine:
             running = await start_grpc(engine, host or settings.host, port, max_concurrent_rpcs=max_concurrent_rpcs)
+            settle_heap(engine.metrics)
             if on_ready is not None:
                 on_ready(running.port)
             stopped = asyncio.create_task(running.wait())
