@@ -160,7 +160,7 @@ def score(
     if learned:
         assert model is not None and model.weights is not None
         featurizer = model.featurizer
-        idx, val = featurizer.encode(featurizer.shared(state.profile, request.context), treatments)
+        idx, val = featurizer.encode_decision(state.profile, request.context, treatments)
         weights_vec, bias = model.weights, model.bias
     else:
         idx, val = np.full((n, 0), -1, np.int32), np.zeros((n, 0), np.float32)

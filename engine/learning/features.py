@@ -10,6 +10,12 @@ decision (customer and context features), `treatment_part()` once per treatment 
 and `encode()` only joins them. Interaction indices are computed by continuing the CRC of a
 cached prefix (`crc32(suffix, crc32(prefix)) == crc32(prefix + suffix)`), so no interaction
 name is ever built as a string on the hot path.
+
+`encode_decision()` goes one step further. Which features a decision has, and their indices,
+depend only on its categorical values (tiers, devices), on which numeric fields are present,
+and on the candidates; numeric values only change the numbers in the value row. So that
+layout is built once, cached, and each later decision with the same layout fills in a handful
+of numbers instead of hashing and joining every feature again.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ TREATMENT_CACHE_LIMIT = 4096
 """Treatments come from the rule set, so the cache stays small; the bound only guards misuse."""
 VALUE_CACHE_LIMIT = 65_536
 """Distinct (field, value) pairs kept hashed; cleared wholesale when full (values are cheap to redo)."""
+LAYOUT_CACHE_LIMIT = 8_192
+"""Distinct decision layouts kept (a few KiB each); cleared wholesale when full."""
 
 
 def hash_index(name: str, bits: int) -> int:
@@ -74,6 +82,17 @@ def _category(value: Any) -> str | None:
     return None
 
 
+def _number(value: Any) -> float | None:
+    """A numeric field's value as a finite float, or None when it has none (then no feature)."""
+    if value is None or isinstance(value, list | tuple | set | frozenset | dict):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def field_items(prefix: str, value: Any, transform: NumericTransform | None) -> list[tuple[str, float]]:
     """The (name, value) features of one field; empty when the value is missing or unusable.
 
@@ -83,13 +102,8 @@ def field_items(prefix: str, value: Any, transform: NumericTransform | None) -> 
     if value is None:
         return []
     if transform is not None:
-        if isinstance(value, list | tuple | set | frozenset | dict):
-            return []
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return []
-        return [(prefix, transform.apply(number))] if math.isfinite(number) else []
+        number = _number(value)
+        return [] if number is None else [(prefix, transform.apply(number))]
     if isinstance(value, list | tuple | set | frozenset):
         names = {f"{prefix}={c}" for c in map(_category, value) if c is not None}
         return [(name, 1.0) for name in sorted(names)]
@@ -191,6 +205,31 @@ class SharedFeatures:
             self.row_values = np.array(row, dtype=np.float32)
 
 
+class _Layout:
+    """A cached decision layout: the index matrix, and how to fill its (shared) value row.
+
+    Every value in the row is 1.0 (categorical features) or a product of at most two numeric
+    fields' values, so filling it is exact: the same floats as building it from scratch.
+    """
+
+    __slots__ = ("base", "fill", "idx")
+
+    def __init__(self, idx: np.ndarray, base: np.ndarray, fill: list[tuple[int, tuple[int, ...]]]) -> None:
+        idx.flags.writeable = False  # shared by every decision with this layout
+        self.idx = idx
+        self.base = base
+        self.fill = fill  # (column, positions of the numeric fields whose values multiply into it)
+
+    def values(self, numbers: list[float]) -> np.ndarray:
+        row = self.base.copy()
+        for col, sources in self.fill:
+            if len(sources) == 1:
+                row[col] = numbers[sources[0]]
+            else:
+                row[col] = numbers[sources[0]] * numbers[sources[1]]
+        return np.repeat(row[np.newaxis, :], self.idx.shape[0], axis=0)
+
+
 def _cross_states(lists: Sequence[list[_Item]]) -> list[tuple[int, float]]:
     """CRC states and value products of the joined names of every combination, in order."""
     states = [(item[2], item[1]) for item in lists[0]]
@@ -241,6 +280,10 @@ class Featurizer:
                 self._plans.append(_Plan(parts, None, (), ()))
         self._treatments: dict[tuple[str, str, str], TreatmentPart] = {}
         self._values: dict[tuple[str, type, Any], list[_Item]] = {}
+        self._layouts: dict[tuple[Any, ...], _Layout | None] = {}
+        # Numeric slots, by position among the numeric customer then context slots.
+        numeric_slots = [s for s in self._slots["customer"] + self._slots["context"] if s.transform is not None]
+        self._numeric_at = {s.ref: i for i, s in enumerate(numeric_slots)}
 
     # -- per decision -------------------------------------------------------------------------
 
@@ -337,6 +380,84 @@ class Featurizer:
     ) -> dict[str, float]:
         """One-shot `features(shared(profile, context), treatment)`, for training."""
         return self.features(self.shared(profile, context), treatment)
+
+    def encode_decision(
+        self, profile: Mapping[str, Any] | None, context: Mapping[str, Any] | None, treatments: Sequence[Treatment]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`encode(shared(profile, context), treatments)`, from the cached layout when this
+        decision's categorical values, present numeric fields and candidates were seen before.
+
+        The index matrix it returns is shared and read-only.
+        """
+        shape: list[Any] = []
+        numbers: list[float] = []
+        for ns, source in (("customer", profile), ("context", context)):
+            get = source.get if source else _no_value
+            for s in self._slots[ns]:
+                value = get(s.field)
+                if s.transform is None:
+                    shape.append(value.__class__)
+                    shape.append(value)
+                else:
+                    number = _number(value)
+                    shape.append(number is not None)
+                    numbers.append(0.0 if number is None else s.transform.apply(number))
+        key = (*shape, *(t if isinstance(t, tuple) else (t.id, t.group, t.kind) for t in treatments))
+        try:
+            layout = self._layouts[key]
+        except KeyError:
+            layout = None
+            shared = self.shared(profile, context)
+            idx, val = self.encode(shared, treatments)
+            if len(self._layouts) >= LAYOUT_CACHE_LIMIT:
+                self._layouts.clear()
+            self._layouts[key] = self._layout_of(shared, idx, treatments)
+            return idx, val
+        except TypeError:  # an unhashable value, e.g. a list: no layout to look up
+            return self.encode(self.shared(profile, context), treatments)
+        if layout is None:  # a layout the fast path cannot fill (see _layout_of)
+            return self.encode(self.shared(profile, context), treatments)
+        return layout.idx, layout.values(numbers)
+
+    def _layout_of(self, shared: SharedFeatures, idx: np.ndarray, treatments: Sequence[Treatment]) -> _Layout | None:
+        """The layout of an encoded decision, or None where it could not be refilled exactly: rows
+        built by the general path, or a value that is a product of three numeric fields."""
+        regular = all(self.treatment_part(t).regular for t in treatments)
+        if not treatments or shared.row_values is None or not regular:
+            return None
+        sources = self._row_sources(shared.refs)
+        if len(sources) != idx.shape[1] or any(len(src) > 2 for src in sources):
+            return None
+        fill = [(col, src) for col, src in enumerate(sources) if src]
+        base = shared.row_values.copy()
+        for col, _ in fill:
+            base[col] = 1.0
+        return _Layout(idx, base, fill)
+
+    def _row_sources(self, refs: dict[str, list[_Item]]) -> list[tuple[int, ...]]:
+        """For each column of a fast-path row (the order SharedFeatures builds it in), the numeric
+        fields whose values multiply into it; empty for a constant 1.0."""
+
+        def of(parts: Sequence[str]) -> tuple[int, ...]:
+            return tuple(sorted(self._numeric_at[r] for r in parts if r in self._numeric_at))
+
+        def count(parts: Sequence[str]) -> int:
+            return math.prod(len(refs[r]) for r in parts)
+
+        cols: list[tuple[int, ...]] = []
+        for ns in ("customer", "context"):
+            for s in self._slots[ns]:
+                if s.own:
+                    cols.extend([of((s.ref,))] * len(refs[s.ref]))
+        for parts in self._shared_interactions:
+            cols.extend([of(parts)] * count(parts))
+        cols.extend([()] * self._n_treatment_own)
+        later: list[tuple[int, ...]] = []
+        for plan in self._plans:
+            assert plan.tref is not None  # a fast-path row has no general interactions
+            block = [of(plan.before + plan.after)] * (count(plan.before) * count(plan.after))
+            (later if plan.before else cols).extend(block)
+        return cols + later
 
     def encode(self, shared: SharedFeatures, treatments: Sequence[Treatment]) -> tuple[np.ndarray, np.ndarray]:
         """Hashed indices (int32, padding -1) and values (float32, padding 0), one row per treatment.

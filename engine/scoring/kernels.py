@@ -171,5 +171,7 @@ def warm_up() -> float:
     weights = np.zeros(2, dtype=np.float64)
     one = np.ones(1, dtype=np.float64)
     _, priority = score_candidates(idx, val, weights, 0.0, one * 0.5, one, one, one, one, one)
+    idx.flags.writeable = False  # the featurizer's cached layouts hand out read-only index matrices
+    score_candidates(idx, val, weights, 0.0, one * 0.5, one, one, one, one, one)
     top_k(priority, 1)
     return time.perf_counter() - start

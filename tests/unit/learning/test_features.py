@@ -260,3 +260,86 @@ def test_fast_path_keeps_values_with_their_interactions() -> None:
     for row, t in zip(rows(idx, val), treatments, strict=True):
         assert row == hashed(f.features(shared, t), 18)
     assert f.features(shared, UPGRADE)["t.id=apology_upgrade&c.points"] == pytest.approx(0.3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    spec=specs(),
+    profile=st.dictionaries(st.sampled_from(CUSTOMER_FIELDS), value),
+    context=st.dictionaries(st.sampled_from(CONTEXT_FIELDS), value),
+    numbers=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=5, max_size=5),
+    treatments=st.lists(
+        st.tuples(st.sampled_from(["t1", "t2", "t3"]), st.sampled_from(["g1", "g2", ""]), st.sampled_from(["offer", "prompt"])),
+        max_size=5,
+    ),
+)
+def test_encode_decision_from_a_cached_layout_equals_encoding_from_scratch(
+    spec: ModelSpec,
+    profile: dict[str, Any],
+    context: dict[str, Any],
+    numbers: list[float],
+    treatments: list[tuple[str, str, str]],
+) -> None:
+    f = Featurizer(spec)
+    # The same categorical values with other numbers: the second and third calls reuse the
+    # layout the first one cached, whenever it could be cached.
+    numeric = {ref.split(".", 1)[1] for ref in spec.features.numeric}
+    other_profile = {k: numbers[i] if k in numeric and v is not None else v for i, (k, v) in enumerate(profile.items())}
+    other_context = {k: numbers[-1 - i] if k in numeric and v is not None else v for i, (k, v) in enumerate(context.items())}
+    for p, c in ((profile, context), (profile, context), (other_profile, other_context)):
+        idx, val = f.encode_decision(p, c, treatments)
+        want_idx, want_val = f.encode(f.shared(p, c), treatments)
+        assert idx.dtype == want_idx.dtype and val.dtype == want_val.dtype
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(val, want_val)
+
+
+LAYOUT_SPEC = ModelSpec.model_validate(
+    {
+        "id": "m",
+        "learner": "logistic_regression",
+        "features": {
+            "customer": ["tier", "age", "points"],
+            "context": ["device", "size"],
+            "interactions": [
+                ["treatment.id", "customer.tier"],
+                ["treatment.group", "customer.age"],
+                ["customer.age", "treatment.id", "context.size"],
+            ],
+            "numeric": {"customer.age": {"scale": 100}, "customer.points": {"log1p": True}, "context.size": {"scale": 7}},
+        },
+    }
+)
+
+
+def test_decisions_that_differ_only_in_numbers_share_one_layout() -> None:
+    f = Featurizer(LAYOUT_SPEC)
+    treatments = [UPGRADE, ("cart_sweetener", "sales", "offer")]
+    for age, points, size in ((40, 3, 2), (71, 90_000, 5), (18.5, 0, 1)):
+        profile, context = {"tier": "gold", "age": age, "points": points}, {"device": "ios", "size": size}
+        idx, val = f.encode_decision(profile, context, treatments)
+        want_idx, want_val = f.encode(f.shared(profile, context), treatments)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(val, want_val)
+        assert not idx.flags.writeable, "the cached index matrix is shared by later decisions"
+    assert len(f._layouts) == 1 and None not in f._layouts.values()
+    # Another tier, or a numeric field gone missing, is another layout.
+    f.encode_decision({"tier": "silver", "age": 40, "points": 3}, {"device": "ios", "size": 2}, treatments)
+    f.encode_decision({"tier": "gold", "points": 3}, {"device": "ios", "size": 2}, treatments)
+    assert len(f._layouts) == 3
+
+
+def test_a_product_of_three_numbers_is_encoded_from_scratch_every_time() -> None:
+    spec = LAYOUT_SPEC.model_copy(
+        update={
+            "features": LAYOUT_SPEC.features.model_copy(
+                update={"interactions": [["customer.age", "customer.points", "context.size"]]}
+            )
+        }
+    )
+    f = Featurizer(spec)
+    for age in (40, 41):
+        profile, context = {"tier": "gold", "age": age, "points": 3}, {"device": "ios", "size": 2}
+        _, val = f.encode_decision(profile, context, [UPGRADE])
+        np.testing.assert_array_equal(val, f.encode(f.shared(profile, context), [UPGRADE])[1])
+    assert list(f._layouts.values()) == [None]

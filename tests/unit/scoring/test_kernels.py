@@ -146,11 +146,8 @@ def test_warm_up_compiles_the_production_signature() -> None:
     n, k = 3, 4
     rng = np.random.default_rng(0)
     before = len(score_candidates.signatures)
-    score_candidates(
-        rng.integers(0, 8, (n, k)).astype(np.int32),
-        rng.random((n, k), dtype=np.float32),
-        rng.random(8),
-        0.5,
-        *(rng.random(n) for _ in range(6)),
-    )
-    assert len(score_candidates.signatures) == before  # the same dtypes reuse the warm specialisation
+    idx = rng.integers(0, 8, (n, k)).astype(np.int32)
+    for writeable in (True, False):  # cached feature layouts hand out read-only index matrices
+        idx.flags.writeable = writeable
+        score_candidates(idx, rng.random((n, k), dtype=np.float32), rng.random(8), 0.5, *(rng.random(n) for _ in range(6)))
+    assert len(score_candidates.signatures) == before  # the same dtypes reuse the warm specialisations
