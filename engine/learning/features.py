@@ -227,7 +227,9 @@ class _Layout:
                 row[col] = numbers[sources[0]]
             else:
                 row[col] = numbers[sources[0]] * numbers[sources[1]]
-        return np.repeat(row[np.newaxis, :], self.idx.shape[0], axis=0)
+        val = np.empty(self.idx.shape, dtype=np.float32)
+        val[:] = row
+        return val
 
 
 def _cross_states(lists: Sequence[list[_Item]]) -> list[tuple[int, float]]:
