@@ -899,13 +899,11 @@ def _group_codes(groups: Sequence[object] | np.ndarray, n: int) -> tuple[np.ndar
 
 def _capacities(labels: list[object], max_per_group: int | None, budgets: Mapping[object, int] | None) -> np.ndarray:
     room = _UNLIMITED if max_per_group is None else max(int(max_per_group), 0)
-    cap = np.full(len(labels), room, dtype=np.int64)
-    if budgets:
-        for g, label in enumerate(labels):
-            remaining = budgets.get(label)
-            if remaining is not None:
-                cap[g] = min(room, max(int(remaining), 0))
-    return cap
+    if not budgets:
+        return np.full(len(labels), room, dtype=np.int64)
+    # Built as a list and converted once: item assignment into an array costs more per group.
+    caps = [room if (left := budgets.get(label)) is None else min(room, max(int(left), 0)) for label in labels]
+    return np.array(caps, dtype=np.int64)
 
 
 def _as_vector(name: str, values: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
