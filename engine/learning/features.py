@@ -408,7 +408,6 @@ class Featurizer:
         try:
             layout = self._layouts[key]
         except KeyError:
-            layout = None
             shared = self.shared(profile, context)
             idx, val = self.encode(shared, treatments)
             if len(self._layouts) >= LAYOUT_CACHE_LIMIT:
