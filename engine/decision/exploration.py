@@ -1018,11 +1018,13 @@ def _estimate(
     mc_samples: int | None,
     mc_rng: np.random.Generator | None,
     path_bound: int | None,
+    enumerated: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray, Method]:
     """(every candidate's selection probability or None, the targets' ones, how they were computed).
 
     `targets=None` asks for every candidate. The full vector is None when only the targets were
-    computed, which is what keeps the large cases cheap.
+    computed, which is what keeps the large cases cheap. `enumerated` says the caller already
+    found enumeration over its bound, so it is not tried again.
     """
     n = prep.score.shape[0]
     if prep.slots == 0 or prep.code == _GREEDY:
@@ -1040,9 +1042,11 @@ def _estimate(
         wanted = np.arange(n) if targets is None else targets
         shown = _thompson_inclusion(draws, prep.gid, prep.cap, prep.slots, wanted, alpha, beta, multiplier)
         return (shown if targets is None else None), shown, "monte_carlo"
-    full, exact = _enumerate(prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, _bound(prep, path_bound))
-    if exact:
-        return full, full if targets is None else full[targets], "enumeration"
+    if not enumerated:
+        bound = _bound(prep, path_bound)
+        full, exact = _enumerate(prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, bound)
+        if exact:
+            return full, full if targets is None else full[targets], "enumeration"
     racing = prep.code in (_SOFTMAX, _UNIFORM)
     if racing:
         wanted = np.arange(n) if targets is None else targets
@@ -1138,6 +1142,7 @@ def select_slate(
     prep = _prepare(priorities, groups, limit, max_per_group, budgets, policy)
     n = prep.score.shape[0]
     a = b = mult = None
+    tried = False  # whether the compiled draw already tried enumerating (and found it over the bound)
     if prep.slots == 0:
         chosen_arr = np.empty(0, np.int64)
     elif prep.code == _THOMPSON:
@@ -1149,6 +1154,7 @@ def select_slate(
         chosen_arr, full, exact = _draw_and_enumerate(
             prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, u, _bound(prep, path_bound)
         )
+        tried = True
         if exact:
             return SlateSelection(
                 chosen=tuple(chosen_arr.tolist()),
@@ -1158,7 +1164,15 @@ def select_slate(
                 policy=policy.kind,
             )
     full, shown, method = _estimate(
-        prep, chosen_arr, alpha=a, beta=b, multiplier=mult, mc_samples=mc_samples, mc_rng=mc_rng, path_bound=path_bound
+        prep,
+        chosen_arr,
+        alpha=a,
+        beta=b,
+        multiplier=mult,
+        mc_samples=mc_samples,
+        mc_rng=mc_rng,
+        path_bound=path_bound,
+        enumerated=tried,
     )
     return SlateSelection(
         chosen=tuple(chosen_arr.tolist()),
