@@ -26,6 +26,7 @@ bench: $(STAMP)  ## benchmarks against real server processes (figures to stdout 
 	$(BIN)/python -m loadtests.bench --customers $(CUSTOMERS)
 	$(BIN)/python -m loadtests.grpc_bench --customers $(CUSTOMERS)
 	$(BIN)/python -m loadtests.kernel_bench
+	$(BIN)/python -m loadtests.condition_bench
 	$(BIN)/python -m loadtests.learning_bench
 	$(BIN)/python -m loadtests.equity_bench
 	$(BIN)/python -m loadtests.clv_bench
