@@ -160,15 +160,12 @@ def report_arms(
 ) -> None:
     """Experiment arms against the champion: acceptance and value per decision, with intervals."""
     from engine.clock import SystemClock
-    from engine.reports.arms import arms_report, render
-    from engine.state.log_reader import read_logs
+    from engine.reports.arms import render
+    from engine.reports.run import run_arms
 
     async def work() -> Any:
         async with _connected(rules) as (client, _, _):
-            now = SystemClock().now_ms()
-            since = now - days * 86_400_000
-            logs = await read_logs(client, since_ms=since)  # windowed by each record's `ts`
-            return arms_report(logs.decisions, logs.feedback, since_ms=since, until_ms=now)
+            return await run_arms(client, SystemClock().now_ms(), days)
 
     report = _run(work)
     if as_json:

@@ -81,6 +81,10 @@ def test_seeded_customers_get_equity_tiers_a_lifetime_model_and_an_roi_report(
     report = runner.invoke(app, ["report", "roi", "--days", "7", "--json"])
     assert report.exit_code == 0, report.output
     assert orjson.loads(report.output)["counts"]["decisions_read"] == 0
+    arms = runner.invoke(app, ["report", "arms", "--days", "7", "--json"])
+    assert arms.exit_code == 0, arms.output
+    window = orjson.loads(arms.output)["window"]
+    assert window["until_ms"] - window["since_ms"] == 7 * 86_400_000
 
 
 def test_a_lifetime_fit_on_too_few_buyers_is_refused_clearly(

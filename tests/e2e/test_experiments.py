@@ -81,3 +81,24 @@ def test_arms_split_customers_stickily_and_each_arm_gets_its_own_treatment(http:
     report = arms_report(records, [], since_ms=T0 - 1, until_ms=T0 + 1)
     rows = {r.arm: r for r in report.arms}
     assert rows["holdout"].shows == 0 and rows["champion"].shows > 0
+
+
+def test_the_arms_report_over_http_counts_each_arm_and_its_acceptances(http: TestClient) -> None:
+    decisions = [http.post("/v1/decisions", json={"customer_id": f"r{i}", "channel": "web"}).json() for i in range(120)]
+    accepted = collections.Counter()
+    for i, d in enumerate(d for d in decisions if d["treatments"]):
+        if i % 2 == 0:
+            body = {"feedback_id": f"arm-fb-{i}", "decision_id": d["decision_id"], "treatment_id": d["treatments"][0]["id"]}
+            assert http.post("/v1/feedback", json={**body, "outcome": "accept"}).status_code == 202
+            accepted[d["arm"]] += 1
+    response = http.get("/v1/reports/arms", params={"days": 7})
+    assert response.status_code == 200, response.text
+    rows = {r["arm"]: r for r in response.json()["arms"]}
+    assert set(rows) == {"champion", "holdout", "challenger:richer_coupon"}
+    for arm, row in rows.items():
+        assert row["decisions"] == sum(d["arm"] == arm for d in decisions)
+        assert row["accepts"] == accepted[arm]
+    assert rows["holdout"]["shows"] == 0
+    assert "acceptance_rate_vs_champion" in rows["challenger:richer_coupon"]
+    refused = http.get("/v1/reports/arms", params={"days": 0})
+    assert refused.status_code == 422 and "days" in refused.text

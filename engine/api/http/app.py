@@ -24,7 +24,7 @@ from engine.api.http.errors import BodySizeLimit, install_error_handlers, json_r
 from engine.bootstrap import Engine, open_engine
 from engine.clock import Clock
 from engine.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from engine.reports.run import run_roi
+from engine.reports.run import run_arms, run_roi
 from engine.settings import Settings
 
 log = logging.getLogger("engine.http")
@@ -199,6 +199,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         rules = engine.rules.current
         values = engine.service.values_for(rules)
         report = await run_roi(engine.store.client, rules, values, engine.clock.now_ms(), days)
+        return json_response(report.to_dict())
+
+    @app.get("/v1/reports/arms", responses=ERRORS, tags=["reports"])
+    async def arms(engine: EngineDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
+        """Experiment arms over the last `days` days against the champion: customers, decisions,
+        shows, acceptance rate and value per decision, each difference with a 95 % interval."""
+        report = await run_arms(engine.store.client, engine.clock.now_ms(), days)
         return json_response(report.to_dict())
 
     @app.get("/healthz", tags=["operations"])
