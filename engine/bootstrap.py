@@ -73,6 +73,19 @@ def rules_gate(settings: Settings) -> Gate:
     return rule_tests_gate if settings.rules_test_gate else no_gate
 
 
+def open_rules(settings: Settings, clock: Clock) -> RuleRegistry:
+    """The rule set to start on; one that fails to load or to pass the gate refuses to start
+    (RuleSetError), before any connection is made."""
+    return RuleRegistry.from_directory(settings.rules_dir, gate=rules_gate(settings), now_ms=clock.now_ms())
+
+
+def watch_rule_files(reloader: RuleReloader, settings: Settings, stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """Reload on rule file changes until `stop`, when NBA_RULES_WATCH is on (the default)."""
+    if not settings.rules_watch:
+        return None
+    return asyncio.create_task(watch_rules(reloader, stop, debounce_ms=settings.rules_watch_debounce_ms), name="watch-rules")
+
+
 def load_models(settings: Settings, rules: RuleRegistry) -> ModelRegistry:
     """Model specs checked against the rule set's declared fields; no directory: priors only."""
     if not settings.models_dir.is_dir():
@@ -118,8 +131,7 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Load the rules and models first (a bad set refuses to start before any connection is made)."""
     clock = clock or SystemClock()
-    gate = rules_gate(settings)
-    rules = RuleRegistry.from_directory(settings.rules_dir, gate=gate, now_ms=clock.now_ms())
+    rules = open_rules(settings, clock)
     models = load_models(settings, rules)
     warm_up_kernels()
     embedded: EmbeddedRedis | None = None
@@ -149,11 +161,9 @@ async def open_engine(
             if spec.enabled
         ]
     metrics = MetricsRegistry()
-    reloader = RuleReloader(rules, clock, metrics, gate=gate)
-    if settings.rules_watch:
-        tasks.append(
-            asyncio.create_task(watch_rules(reloader, stop, debounce_ms=settings.rules_watch_debounce_ms), name="watch-rules")
-        )
+    reloader = RuleReloader(rules, clock, metrics, gate=rules_gate(settings))
+    if (watcher := watch_rule_files(reloader, settings, stop)) is not None:
+        tasks.append(watcher)
     try:
         yield Engine(settings, service, store, rules, clock, location, models, learning, timers, reloader, metrics)
     finally:

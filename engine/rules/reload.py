@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, awatch
@@ -44,10 +45,20 @@ WATCH_RETRY_S = 5.0
 class RuleReloader:
     """Runs reloads one at a time and reports each one in the log and the metrics."""
 
-    def __init__(self, registry: RuleRegistry, clock: Clock, metrics: MetricsRegistry, *, gate: Gate = no_gate) -> None:
+    def __init__(
+        self,
+        registry: RuleRegistry,
+        clock: Clock,
+        metrics: MetricsRegistry,
+        *,
+        gate: Gate = no_gate,
+        on_change: Callable[[ReloadOutcome], None] | None = None,
+    ) -> None:
         self.registry = registry
         self.clock = clock
         self.gate = gate
+        self.on_change = on_change
+        """Told of every new set that goes live (a worker process announces it, having no /metrics)."""
         self._lock = asyncio.Lock()
         self._reloads = metrics.counter(
             "nba_rules_reloads_total", "Rule set reloads, by result (an unchanged set counts as ok).", labels=("result",)
@@ -80,6 +91,8 @@ class RuleReloader:
             self._info.clear()
             self._info.set(1, version=outcome.version)
             log.info("rules reloaded (%s): %s -> %s in %.3f s", reason, previous, outcome.version, outcome.seconds)
+            if self.on_change is not None:
+                self.on_change(outcome)
         elif outcome.ok:
             log.info("rules unchanged (%s): still %s", reason, outcome.version)
         else:
