@@ -855,55 +855,95 @@ def _enumerate(
 
 
 @njit(cache=True, nogil=True)
+def _weights(code: int, score: np.ndarray, temperature: float) -> tuple[np.ndarray, bool]:
+    """The per-candidate weights the policy draws on (log(priority)/T for softmax, the priority
+    itself otherwise), and False if a priority is negative or not finite."""
+    n = score.shape[0]
+    logw = np.empty(n, np.float64)
+    for i in range(n):
+        p = score[i]
+        if not (p >= 0.0 and p < math.inf):
+            return logw, False
+        if code == _SOFTMAX:
+            logw[i] = math.log(p) / temperature if p > 0.0 else -math.inf
+        else:
+            logw[i] = p
+    return logw, True
+
+
+@njit(cache=True, nogil=True)
 def _draw_and_enumerate(
     code: int,
     eps: float,
     score: np.ndarray,
-    logw: np.ndarray,
+    temperature: float,
     gid: np.ndarray,
     cap: np.ndarray,
     slots: int,
     u: np.ndarray,
     path_bound: int,
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """The usual decision in one compiled call: draw the slate, then `_enumerate` (greedy needs
-    no enumeration: what it draws is shown for certain).
+) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray, bool]:
+    """The usual decision in one compiled call: weigh the priorities, draw the slate, then
+    `_enumerate` (greedy needs no enumeration: what it draws is shown for certain).
 
-    Returns (chosen, marginals, exact); when `exact` is False the caller estimates the
-    marginals instead (the slate is drawn either way). One call because at a handful of
+    Returns (chosen, marginals, exact, weights, valid); when `valid` is False a priority was
+    negative or not finite and nothing was drawn; when `exact` is False the caller estimates
+    the marginals instead (the slate is drawn either way). One call because at a handful of
     candidates each call from Python cost more than its work.
     """
+    logw, valid = _weights(code, score, temperature)
+    if not valid:
+        return np.empty(0, np.int64), np.zeros(score.shape[0], np.float64), False, logw, False
     chosen = _sample_slate(code, eps, score, logw, gid, cap, slots, u)
     if code == _GREEDY:
         full = np.zeros(score.shape[0], np.float64)
         for k in range(chosen.shape[0]):
             full[chosen[k]] = 1.0
-        return chosen, full, True
+        return chosen, full, True, logw, True
     full, exact = _enumerate(code, eps, score, logw, gid, cap, slots, path_bound)
-    return chosen, full, exact
+    return chosen, full, exact, logw, True
 
 
 # ---------------------------------------------------------------------------------------------
 # Python side: validation, group coding, and the choice of exact vs Monte Carlo.
 
 
-def _group_codes(groups: Sequence[object] | np.ndarray, n: int) -> tuple[np.ndarray, list[object]]:
+def _layout(
+    groups: Sequence[object] | np.ndarray,
+    n: int,
+    limit: int,
+    max_per_group: int | None,
+    budgets: Mapping[object, int] | None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(group code per candidate, room per group, slots filled whatever the draws).
+
+    A group's room is max_per_group and its remaining budget combined; every pick uses one unit
+    of some group's room, so the slate fills min(limit, Σ_g min(room_g, size_g)) slots. One pass
+    in plain Python: at a handful of candidates that beats any array operation.
+    """
     if len(groups) != n:
         raise ValueError(f"{len(groups)} groups for {n} candidates")
-    # A dict beats np.unique at these sizes, and tolist() gives labels that match budget keys.
+    # tolist() gives labels that match budget keys.
     labels = groups.tolist() if isinstance(groups, np.ndarray) else groups
     codes: dict[object, int] = {}
-    gid = [codes.setdefault(g, len(codes)) for g in labels]
-    return np.array(gid, dtype=np.int64), list(codes)
-
-
-def _capacities(labels: list[object], max_per_group: int | None, budgets: Mapping[object, int] | None) -> np.ndarray:
+    sizes: list[int] = []
+    gid: list[int] = []
+    for label in labels:
+        code = codes.get(label)
+        if code is None:
+            code = codes[label] = len(sizes)
+            sizes.append(0)
+        sizes[code] += 1
+        gid.append(code)
     room = _UNLIMITED if max_per_group is None else max(int(max_per_group), 0)
-    if not budgets:
-        return np.full(len(labels), room, dtype=np.int64)
-    # Built as a list and converted once: item assignment into an array costs more per group.
-    caps = [room if (left := budgets.get(label)) is None else min(room, max(int(left), 0)) for label in labels]
-    return np.array(caps, dtype=np.int64)
+    if budgets:
+        caps = [room if (left := budgets.get(label)) is None else min(room, max(int(left), 0)) for label in codes]
+    else:
+        caps = [room] * len(sizes)
+    fillable = 0
+    for size, cap in zip(sizes, caps, strict=True):
+        fillable += size if size < cap else cap
+    return np.array(gid, dtype=np.int64), np.array(caps, dtype=np.int64), min(max(int(limit), 0), fillable)
 
 
 def _as_vector(name: str, values: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
@@ -913,24 +953,7 @@ def _as_vector(name: str, values: Sequence[float] | np.ndarray, n: int) -> np.nd
     return arr
 
 
-@njit(cache=True, nogil=True)
-def _fillable(score: np.ndarray, gid: np.ndarray, cap: np.ndarray, limit: int) -> int:
-    """Slots that will be filled whatever the draws (every pick uses one unit of some group's
-    room), or -1 if a priority is negative or not finite."""
-    size = np.zeros(cap.shape[0], np.int64)
-    for i in range(score.shape[0]):
-        if not (score[i] >= 0.0 and score[i] < math.inf):
-            return -1
-        size[gid[i]] += 1
-    room = 0
-    for g in range(cap.shape[0]):
-        room += min(size[g], cap[g])
-    return min(limit, room)
-
-
-def _log_weights(priorities: np.ndarray, temperature: float) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.log(priorities) / temperature
+_INVALID_PRIORITIES = "priorities must be finite and non-negative"
 
 
 @dataclass(frozen=True, slots=True)
@@ -944,6 +967,13 @@ class _Prepared:
     slots: int
 
 
+def _priorities(priorities: Sequence[float] | np.ndarray) -> np.ndarray:
+    score = np.ascontiguousarray(priorities, dtype=np.float64)
+    if score.ndim != 1:
+        raise ValueError("priorities must be one-dimensional")
+    return score
+
+
 def _prepare(
     priorities: Sequence[float] | np.ndarray,
     groups: Sequence[object] | np.ndarray,
@@ -952,25 +982,21 @@ def _prepare(
     budgets: Mapping[object, int] | None,
     policy: ExplorationPolicy,
 ) -> _Prepared:
-    score = np.ascontiguousarray(priorities, dtype=np.float64)
-    if score.ndim != 1:
-        raise ValueError("priorities must be one-dimensional")
-    gid, labels = _group_codes(groups, score.shape[0])
-    cap = _capacities(labels, max_per_group, budgets)
-    slots = _fillable(score, gid, cap, max(int(limit), 0))
-    if slots < 0:
-        raise ValueError("priorities must be finite and non-negative")
+    score = _priorities(priorities)
+    gid, cap, slots = _layout(groups, score.shape[0], limit, max_per_group, budgets)
     code = policy.code
-    logw = _log_weights(score, policy.temperature) if code == _SOFTMAX else score
+    logw, valid = _weights(code, score, policy.temperature)
+    if not valid:
+        raise ValueError(_INVALID_PRIORITIES)
     return _Prepared(code, float(policy.epsilon), score, logw, gid, cap, slots)
 
 
-def _bound(prep: _Prepared, path_bound: int | None) -> int:
+def _bound(code: int, path_bound: int | None) -> int:
     """The enumeration's leaf budget: the caller's, or the default for the policy (racing
     policies fall back to a cheap exact integral, the others to sampling, which costs more)."""
     if path_bound is not None:
         return path_bound
-    return PATH_BOUND if prep.code in (_SOFTMAX, _UNIFORM) else SAMPLING_PATH_BOUND
+    return PATH_BOUND if code in (_SOFTMAX, _UNIFORM) else SAMPLING_PATH_BOUND
 
 
 def _race(prep: _Prepared, targets: np.ndarray, step: float) -> np.ndarray:
@@ -1043,7 +1069,7 @@ def _estimate(
         shown = _thompson_inclusion(draws, prep.gid, prep.cap, prep.slots, wanted, alpha, beta, multiplier)
         return (shown if targets is None else None), shown, "monte_carlo"
     if not enumerated:
-        bound = _bound(prep, path_bound)
+        bound = _bound(prep.code, path_bound)
         full, exact = _enumerate(prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, bound)
         if exact:
             return full, full if targets is None else full[targets], "enumeration"
@@ -1139,22 +1165,27 @@ def select_slate(
     per-group limit. `rng` makes the choice; the Monte Carlo estimate, when one is needed, uses
     `mc_rng` (default: a fresh generator seeded with MC_SEED).
     """
-    prep = _prepare(priorities, groups, limit, max_per_group, budgets, policy)
-    n = prep.score.shape[0]
-    a = b = mult = None
-    tried = False  # whether the compiled draw already tried enumerating (and found it over the bound)
-    if prep.slots == 0:
+    code = policy.code
+    if code == _THOMPSON:
+        prep = _prepare(priorities, groups, limit, max_per_group, budgets, policy)
+        a = b = mult = None
         chosen_arr = np.empty(0, np.int64)
-    elif prep.code == _THOMPSON:
-        a, b, mult = _thompson_inputs(n, alpha, beta, multiplier)
-        sampled = rng.beta(a, b) * mult
-        chosen_arr = _sample_slate(_GREEDY, 0.0, sampled, sampled, prep.gid, prep.cap, prep.slots, np.zeros(prep.slots))
+        if prep.slots:
+            a, b, mult = _thompson_inputs(prep.score.shape[0], alpha, beta, multiplier)
+            sampled = rng.beta(a, b) * mult
+            chosen_arr = _sample_slate(_GREEDY, 0.0, sampled, sampled, prep.gid, prep.cap, prep.slots, np.zeros(prep.slots))
+        tried = False
     else:
-        u = np.zeros(prep.slots) if prep.code == _GREEDY else rng.random(prep.slots)
-        chosen_arr, full, exact = _draw_and_enumerate(
-            prep.code, prep.eps, prep.score, prep.logw, prep.gid, prep.cap, prep.slots, u, _bound(prep, path_bound)
+        # The hot path: the layout in Python, then weights, draw and enumeration in one compiled call.
+        score = _priorities(priorities)
+        gid, cap, slots = _layout(groups, score.shape[0], limit, max_per_group, budgets)
+        u = rng.random(slots) if slots and code != _GREEDY else np.zeros(slots)
+        eps = float(policy.epsilon)
+        chosen_arr, full, exact, logw, valid = _draw_and_enumerate(
+            code, eps, score, policy.temperature, gid, cap, slots, u, _bound(code, path_bound)
         )
-        tried = True
+        if not valid:
+            raise ValueError(_INVALID_PRIORITIES)
         if exact:
             return SlateSelection(
                 chosen=tuple(chosen_arr.tolist()),
@@ -1163,6 +1194,9 @@ def select_slate(
                 method="enumeration",
                 policy=policy.kind,
             )
+        prep = _Prepared(code, eps, score, logw, gid, cap, slots)
+        a = b = mult = None
+        tried = True  # the compiled draw already tried enumerating, and found it over the bound
     full, shown, method = _estimate(
         prep,
         chosen_arr,

@@ -19,10 +19,12 @@ from engine.decision.exploration import (
     ExplorationPolicy,
     SlateSelection,
     _beta_sf,
+    _draw_and_enumerate,
     _log_beta,
     in_holdout,
     select_slate,
     slate_marginals,
+    warm_up,
 )
 
 GREEDY = ExplorationPolicy.greedy()
@@ -511,3 +513,21 @@ def test_selection_is_a_frozen_record() -> None:
     assert isinstance(sel, SlateSelection) and sel.policy == "greedy"
     with pytest.raises(AttributeError):
         sel.chosen = ()  # type: ignore[misc]
+
+
+def test_warm_up_compiles_what_decisions_call() -> None:
+    warm_up()
+    before = len(_draw_and_enumerate.signatures)
+    rng = np.random.default_rng(3)
+    # As the pipeline calls it: a list of priorities' array, string groups, budgets by group.
+    for policy in (GREEDY, EPSILON, SOFTMAX, RANDOM):
+        select_slate(
+            np.array([0.4, 0.2, 0.0]),
+            ["sales", "service", "sales"],
+            limit=2,
+            max_per_group=1,
+            budgets={"sales": 1},
+            policy=policy,
+            rng=rng,
+        )
+    assert len(_draw_and_enumerate.signatures) == before
