@@ -5,11 +5,16 @@ server process (``python -m engine.cli serve``, seeded, with the bench endpoints
 from this process with a small asyncio HTTP/1.1 keep-alive client, and measures in one run,
 with the same concurrency and duration:
 
-* ``bare``: ``GET /bench/bare/{id}``, one HGETALL and nothing else: the floor set by the web
-  stack and one Redis round trip. Measured before and after the decisions; the better of the
-  two is kept, so a cold start or a background save cannot flatter the ratio.
+* ``bare``: ``GET /bench/bare/{id}``, one HGETALL and nothing else, written and routed like
+  the decision endpoint: the floor set by the web stack and one Redis round trip.
 * ``decisions``: ``POST /v1/decisions`` with a realistic mix of channels and placements.
 * ``events``: ``POST /v1/events`` in batches of 100 (page_view, cart_add, purchase).
+
+Bare and decisions are measured in paired rounds (five by default), bare first in odd rounds and
+decisions first in even ones. On a shared machine throughput drifts by a fifth or more over tens
+of seconds; a ratio of two measurements taken seconds apart, in alternating order, cancels that
+drift, and the median over rounds ignores a round spoilt by a background save. The reported ratio
+is that median, with the range over rounds beside it; the table shows every round's figures.
 
 The ratio decisions/bare throughput says how much of the request budget the decision logic
 eats; the target is at least 0.5. The benchmark prints figures and writes them to JSON; it
@@ -33,13 +38,14 @@ import platform
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +57,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.5
+ROUNDS = 5
 EVENTS_PER_BATCH = 100
 PAUSE_BETWEEN_S = 0.5  # lets the server finish in-flight work so one measurement does not bleed into the next
 MAX_ERROR_SAMPLES = 5
@@ -283,6 +290,120 @@ class Measurement:
     error_samples: list[str] = field(default_factory=list)
 
 
+class CpuMeter:
+    """CPU seconds used by the named processes, and by this one (the load generator), since start."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float | None] = {}
+
+    def start(self) -> None:
+        self.before = {who: proc_cpu_seconds(pid) for who, pid in self.pids.items()}
+        self.before["load generator"] = time.process_time()
+
+    def used(self) -> dict[str, float]:
+        after: dict[str, float | None] = {who: proc_cpu_seconds(pid) for who, pid in self.pids.items()}
+        after["load generator"] = time.process_time()
+        return {who: a - b for who, a in after.items() if a is not None and (b := self.before.get(who)) is not None}
+
+
+@dataclass
+class Sample:
+    """One measurement as recorded, before it is summarised; samples of one kind add up."""
+
+    tally: Tally
+    elapsed_s: float
+    cpu_s: dict[str, float]
+
+    def __add__(self, other: Sample) -> Sample:
+        t, o = self.tally, other.tally
+        tally = Tally(t.latencies + o.latencies, t.ok + o.ok, t.errors + o.errors, t.degraded + o.degraded)
+        tally.error_samples = (t.error_samples + o.error_samples)[:MAX_ERROR_SAMPLES]
+        cpu = {who: self.cpu_s[who] + other.cpu_s[who] for who in self.cpu_s.keys() & other.cpu_s.keys()}
+        return Sample(tally, self.elapsed_s + other.elapsed_s, cpu)
+
+
+def summarize(name: str, sample: Sample, *, per_request: int = 1) -> Measurement:
+    """Throughput counts successful requests only, so a server that fails fast cannot look fast."""
+    tally, elapsed = sample.tally, sample.elapsed_s
+    lat = sorted(tally.latencies)
+    rps = tally.ok / elapsed
+    server_s = sample.cpu_s.get("server")
+    return Measurement(
+        name=name,
+        requests=len(lat),
+        errors=tally.errors,
+        duration_s=round(elapsed, 3),
+        throughput_rps=round(rps, 1),
+        p50_ms=round(percentile(lat, 50) * 1000, 3),
+        p90_ms=round(percentile(lat, 90) * 1000, 3),
+        p99_ms=round(percentile(lat, 99) * 1000, 3),
+        max_ms=round((lat[-1] if lat else math.nan) * 1000, 3),
+        degraded=tally.degraded,
+        events_per_s=round(rps * per_request, 1) if per_request > 1 else None,
+        cpu_pct={who: round(100 * s / elapsed, 1) for who, s in sample.cpu_s.items()},
+        server_cpu_ms_per_request=round(1000 * server_s / tally.ok, 3) if server_s is not None and tally.ok else None,
+        error_samples=tally.error_samples,
+    )
+
+
+@dataclass
+class Comparison:
+    """Bare against decisions over paired rounds: every round, both kinds over all rounds, and
+    the medians of the per-round ratios (throughput, and server CPU per request)."""
+
+    rounds: list[tuple[Measurement, Measurement]]
+    bare: Measurement
+    decisions: Measurement
+
+    @property
+    def ratios(self) -> list[float]:
+        return [d.throughput_rps / b.throughput_rps for b, d in self.rounds if b.throughput_rps]
+
+    @property
+    def cpu_ratios(self) -> list[float]:
+        return [
+            b.server_cpu_ms_per_request / d.server_cpu_ms_per_request
+            for b, d in self.rounds
+            if b.server_cpu_ms_per_request and d.server_cpu_ms_per_request
+        ]
+
+    @property
+    def ratio(self) -> float | None:
+        return statistics.median(self.ratios) if self.ratios else None
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        return statistics.median(self.cpu_ratios) if self.cpu_ratios else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ratio_decisions_to_bare": round(self.ratio, 4) if self.ratio is not None else None,
+            "ratio_by_server_cpu_per_request": round(self.cpu_ratio, 4) if self.cpu_ratio is not None else None,
+            "ratio_per_round": [round(r, 4) for r in self.ratios],
+            "rounds": [{"bare": asdict(b), "decisions": asdict(d)} for b, d in self.rounds],
+        }
+
+
+async def paired_rounds(rounds: int, duration_s: float, measure: Callable[[str, float], Awaitable[Sample]]) -> Comparison:
+    """`rounds` rounds of bare and decisions, `duration_s` each, in alternating order (see the
+    module docstring); `measure(kind, seconds)` runs one."""
+    per_round: list[tuple[Measurement, Measurement]] = []
+    totals: dict[str, Sample] = {}
+    for r in range(1, rounds + 1):
+        got: dict[str, Measurement] = {}
+        for kind in ("bare", "decisions") if r % 2 else ("decisions", "bare"):
+            console.print(f"[dim]round {r}/{rounds}: measuring {kind} for {duration_s:g} s ...[/dim]")
+            sample = await measure(kind, duration_s)
+            got[kind] = summarize(f"{kind}, round {r}", sample)
+            totals[kind] = totals[kind] + sample if kind in totals else sample
+            await asyncio.sleep(PAUSE_BETWEEN_S)
+        per_round.append((got["bare"], got["decisions"]))
+    return Comparison(
+        per_round, summarize("bare, all rounds", totals["bare"]), summarize("decisions, all rounds", totals["decisions"])
+    )
+
+
 class Bench:
     """Runs the measurements against one server; `pids` name the processes whose CPU is reported."""
 
@@ -297,43 +418,16 @@ class Bench:
     async def _connect(self) -> list[Connection]:
         return list(await asyncio.gather(*(asyncio.open_connection(self.host, self.port) for _ in range(self.concurrency))))
 
-    async def measure(self, name: str, make: Callable[[], bytes], duration_s: float, *, per_request: int = 1) -> Measurement:
-        """Run `concurrency` closed-loop workers for `duration_s`; throughput counts 2xx responses only,
-        so a server that fails fast cannot look fast."""
+    async def measure(self, make: Callable[[], bytes], duration_s: float) -> Sample:
+        """Run `concurrency` closed-loop workers for `duration_s`."""
         conns = await self._connect()  # connected before the clock starts: set-up is not what is measured
         tally = Tally()
-        cpu_before = {who: proc_cpu_seconds(pid) for who, pid in self.pids.items()}
-        cpu_before["load generator"] = time.process_time()
+        meter = CpuMeter(self.pids)
+        meter.start()
         started = time.perf_counter()
         deadline = started + duration_s
         await asyncio.gather(*(worker(self.host, self.port, c, make, deadline, tally) for c in conns))
-        elapsed = time.perf_counter() - started
-        cpu: dict[str, float] = {}
-        cpu_s: dict[str, float] = {}
-        for who, pid in self.pids.items():
-            before, after = cpu_before.get(who), proc_cpu_seconds(pid)
-            if before is not None and after is not None:
-                cpu_s[who] = after - before
-                cpu[who] = round(100 * cpu_s[who] / elapsed, 1)
-        cpu["load generator"] = round(100 * (time.process_time() - cpu_before["load generator"]) / elapsed, 1)
-        lat = sorted(tally.latencies)
-        rps = tally.ok / elapsed
-        return Measurement(
-            name=name,
-            requests=len(lat),
-            errors=tally.errors,
-            duration_s=round(elapsed, 3),
-            throughput_rps=round(rps, 1),
-            p50_ms=round(percentile(lat, 50) * 1000, 3),
-            p90_ms=round(percentile(lat, 90) * 1000, 3),
-            p99_ms=round(percentile(lat, 99) * 1000, 3),
-            max_ms=round((lat[-1] if lat else math.nan) * 1000, 3),
-            degraded=tally.degraded,
-            events_per_s=round(rps * per_request, 1) if per_request > 1 else None,
-            cpu_pct=cpu,
-            server_cpu_ms_per_request=round(1000 * cpu_s["server"] / tally.ok, 3) if "server" in cpu_s and tally.ok else None,
-            error_samples=tally.error_samples,
-        )
+        return Sample(tally, time.perf_counter() - started, meter.used())
 
     async def train_model(self, decisions: int = 400, timeout_s: float = 20.0) -> str | None:
         """Accept some offers so the learner publishes a model: decisions are then measured on
@@ -358,28 +452,22 @@ class Bench:
                 await asyncio.sleep(0.2)
         return None
 
-    async def run(self, duration_s: float, warmup_s: float) -> dict[str, Measurement]:
+    async def run(self, duration_s: float, warmup_s: float, rounds: int) -> tuple[Comparison, Measurement]:
+        """Bare against decisions in paired rounds, then event ingest."""
         f = self.factory
-        results: dict[str, Measurement] = {}
         console.print("[dim]training the response model through feedback ...[/dim]")
         self.model = await self.train_model()
         console.print(f"[dim]decisions will be scored by {self.model or 'priors only (no model published)'}[/dim]")
-        steps: list[tuple[str, Callable[[], bytes], float, int]] = []
         if warmup_s > 0:
+            console.print(f"[dim]warming up for {warmup_s:g} s ...[/dim]")
             alternate = _alternating(f.decision, f.bare)
-            steps.append(("warmup", lambda: next(alternate), warmup_s, 1))
-        steps += [
-            ("bare (1st)", f.bare, duration_s, 1),
-            ("decisions", f.decision, duration_s, 1),
-            ("bare (2nd)", f.bare, duration_s, 1),
-            ("events", f.events, duration_s, EVENTS_PER_BATCH),
-        ]
-        for name, make, seconds, per_request in steps:
-            console.print(f"[dim]measuring {name} for {seconds:g} s ...[/dim]")
-            results[name] = await self.measure(name, make, seconds, per_request=per_request)
+            await self.measure(lambda: next(alternate), warmup_s)
             await asyncio.sleep(PAUSE_BETWEEN_S)
-        results.pop("warmup", None)
-        return results
+        makers = {"bare": f.bare, "decisions": f.decision}
+        comparison = await paired_rounds(rounds, duration_s, lambda kind, seconds: self.measure(makers[kind], seconds))
+        console.print(f"[dim]measuring events for {duration_s:g} s ...[/dim]")
+        events = summarize("events", await self.measure(f.events, duration_s), per_request=EVENTS_PER_BATCH)
+        return comparison, events
 
 
 def _alternating(*makers: Callable[[], bytes]) -> Iterator[bytes]:
@@ -583,7 +671,9 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
 
-def print_report(rows: list[Measurement], ratio: float | None, header: str) -> None:
+def print_report(comparison: Comparison, header: str, extra: Sequence[Measurement] = (), *, what: str = "throughput") -> None:
+    """Every round, both kinds over all rounds, `extra` rows, then the ratio against the target."""
+    rows = [m for pair in comparison.rounds for m in pair] + [comparison.bare, comparison.decisions, *extra]
     table = Table(title=header, title_justify="left")
     for column in (
         "measurement",
@@ -613,6 +703,7 @@ def print_report(rows: list[Measurement], ratio: float | None, header: str) -> N
             fmt(m.max_ms, 2),
             fmt(m.server_cpu_ms_per_request, 3),
             cpu,
+            end_section=m is comparison.rounds[-1][1] or m is comparison.decisions,
         )
     console.print(table)
     for m in rows:
@@ -620,11 +711,22 @@ def print_report(rows: list[Measurement], ratio: float | None, header: str) -> N
             console.print(f"[yellow]{m.name}: {m.degraded:,} degraded answers (state store too slow or unavailable)[/yellow]")
         for sample in m.error_samples:
             console.print(f"[red]{m.name} error:[/red] {sample}", markup=True, highlight=False)
+    ratio = comparison.ratio
     if ratio is None:
-        console.print("decisions / bare throughput: [red]not available[/red]")
-    else:
-        verdict = "[green]meets the target[/green]" if ratio >= TARGET_RATIO else "[red]below the target[/red]"
-        console.print(f"decisions / bare throughput: [bold]{ratio:.2f}[/bold]  (target >= {TARGET_RATIO:.2f}: {verdict})")
+        console.print(f"decisions / bare {what}: [red]not available[/red]")
+        return
+    verdict = "[green]meets the target[/green]" if ratio >= TARGET_RATIO else "[red]below the target[/red]"
+    per_round = " ".join(f"{r:.2f}" for r in comparison.ratios)
+    console.print(
+        f"decisions / bare {what}: [bold]{ratio:.2f}[/bold], median of {len(comparison.ratios)} paired rounds "
+        f"({per_round})  (target >= {TARGET_RATIO:.2f}: {verdict})"
+    )
+    if comparison.cpu_ratio is not None:
+        per_round = " ".join(f"{r:.2f}" for r in comparison.cpu_ratios)
+        console.print(
+            f"bare / decisions server CPU per request: {comparison.cpu_ratio:.2f} ({per_round}): the same ratio, "
+            "less sensitive to other load"
+        )
 
 
 def write_json(out_dir: Path, payload: dict[str, Any], stamp: str) -> Path:
@@ -642,7 +744,8 @@ def write_json(out_dir: Path, payload: dict[str, Any], stamp: str) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--customers", type=int, default=100_000, help="customers to seed and spread requests over (default 100000)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    p.add_argument("--duration", type=float, default=4.0, help="seconds per measurement (default 4)")
+    p.add_argument("--rounds", type=int, default=ROUNDS, help=f"paired rounds of bare and decisions (default {ROUNDS})")
     p.add_argument("--concurrency", type=int, default=32, help="concurrent connections, one request in flight each (default 32)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of mixed traffic before measuring (default 2)")
     p.add_argument(
@@ -655,8 +758,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "the seeded profiles overwrite cust-* keys there",
     )
     args = p.parse_args(argv)
-    if args.customers < 1 or args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
-        p.error("--customers and --concurrency must be >= 1, --duration > 0 and --warmup >= 0")
+    if args.customers < 1 or args.concurrency < 1 or args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
+        p.error("--customers, --concurrency and --rounds must be >= 1, --duration > 0 and --warmup >= 0")
     return args
 
 
@@ -678,7 +781,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started from a shell that ignores it
     loop_factory, loop_name = _event_loop_factory()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    results: dict[str, Measurement] = {}
     startup: dict[str, float | None] = {}
     with tempfile.TemporaryDirectory(prefix="nba-bench-") as tmp:
         server = Server(args.customers, Path(tmp).resolve(), args.redis_url)
@@ -702,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
                 pids["redis"] = redis_pids[0]
             bench = Bench(server.host, server.port, args.customers, args.concurrency, pids)
             with asyncio.Runner(loop_factory=loop_factory) as runner:
-                results = runner.run(bench.run(args.duration, args.warmup))
+                comparison, events = runner.run(bench.run(args.duration, args.warmup, args.rounds))
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; stopping the server[/yellow]")
             return 130
@@ -716,20 +818,18 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
 
-    bare = max((results[k] for k in ("bare (1st)", "bare (2nd)")), key=lambda m: m.throughput_rps)
-    decisions, events = results["decisions"], results["events"]
-    ratio = decisions.throughput_rps / bare.throughput_rps if bare.throughput_rps else None
     header = (
-        f"{args.customers:,} customers, {args.concurrency} connections, {args.duration:g} s per measurement, "
+        f"{args.customers:,} customers, {args.concurrency} connections, {args.rounds} paired rounds of {args.duration:g} s, "
         f"{os.cpu_count()} CPUs (server, Redis and load generator share them)"
     )
-    print_report([results["bare (1st)"], results["bare (2nd)"], decisions, events], ratio, header)
+    print_report(comparison, header, [events])
 
     payload = {
         "timestamp": stamp,
         "config": {
             "customers": args.customers,
             "duration_s": args.duration,
+            "rounds": args.rounds,
             "concurrency": args.concurrency,
             "warmup_s": args.warmup,
             "redis": args.redis_url or "embedded",
@@ -739,12 +839,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(loop_name),
         "server_startup": startup,
         "results": {
-            "bare": {**asdict(bare), "name": "bare"},
-            "decisions": asdict(decisions),
+            "bare": asdict(comparison.bare),
+            "decisions": asdict(comparison.decisions),
             "events": asdict(events),
         },
-        "bare_runs": [asdict(results["bare (1st)"]), asdict(results["bare (2nd)"])],
-        "ratio_decisions_to_bare": round(ratio, 4) if ratio is not None else None,
+        **comparison.as_json(),
         "decisions_scored_by": bench.model,
         "target_ratio": TARGET_RATIO,
     }

@@ -1,15 +1,17 @@
 """gRPC decision benchmark: what a Decide call costs compared with the cheapest Redis-backed call.
 
-Run as ``python -m loadtests.grpc_bench --customers 100000 --duration 10 --concurrency 32``.
+Run as ``python -m loadtests.grpc_bench --customers 100000``.
 It seeds the customers (``nba seed``) into an embedded Redis in a temporary directory, starts
 a real server process serving gRPC only (this module's ``--serve`` mode, with the bench service
 on), and drives it from this process over one channel, keeping `concurrency` calls in flight:
 
 * ``bare``: ``nba.v1.Bench/Bare``, one HGETALL and nothing else: the floor set by the gRPC
-  stack and one Redis round trip. Measured before and after the decisions; the better of the
-  two is kept, so a cold start cannot flatter the ratio.
+  stack and one Redis round trip.
 * ``decisions``: ``nba.v1.DecisionService/Decide`` with the HTTP benchmark's mix of channels
   and placements.
+
+They are measured in paired rounds in alternating order, and the ratio is the median over
+rounds, as in the HTTP benchmark (see loadtests.bench).
 
 Every call carries a deadline, as a production client's would, so the server's deadline
 handling is part of what is measured. The ratio decisions/bare throughput says how much of the
@@ -24,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import math
 import os
 import random
 import signal
@@ -49,15 +50,16 @@ from engine.api.grpc.gen import decision_pb2 as pb
 from engine.api.grpc.gen.decision_pb2_grpc import DecisionServiceStub
 from loadtests.bench import (
     DECISION_MIX,
+    ROUNDS,
     TARGET_RATIO,
-    Measurement,
+    Comparison,
+    CpuMeter,
+    Sample,
     Tally,
-    fmt,
     free_port,
     machine_info,
-    percentile,
+    paired_rounds,
     print_report,
-    proc_cpu_seconds,
     stop_server,
 )
 
@@ -198,48 +200,21 @@ async def _worker(call: Any, requests: list[Any], start: int, deadline: float, t
             tally.degraded += 1
 
 
-async def measure(
-    name: str, call: Any, requests: list[Any], concurrency: int, duration_s: float, pids: dict[str, int]
-) -> Measurement:
-    """Throughput counts successful calls only, so a server that fails fast cannot look fast."""
+async def measure(call: Any, requests: list[Any], concurrency: int, duration_s: float, pids: dict[str, int]) -> Sample:
+    """`concurrency` closed-loop callers on the one channel for `duration_s`."""
     tally = Tally()
-    cpu_before = {who: proc_cpu_seconds(pid) for who, pid in pids.items()}
-    gen_before = time.process_time()
+    meter = CpuMeter(pids)
+    meter.start()
     started = time.perf_counter()
     deadline = started + duration_s
     step = max(1, len(requests) // concurrency)
     await asyncio.gather(*(_worker(call, requests, w * step, deadline, tally) for w in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    cpu: dict[str, float] = {}
-    cpu_s: dict[str, float] = {}
-    for who, pid in pids.items():
-        before, after = cpu_before[who], proc_cpu_seconds(pid)
-        if before is not None and after is not None:
-            cpu_s[who] = after - before
-            cpu[who] = round(100 * cpu_s[who] / elapsed, 1)
-    cpu["load generator"] = round(100 * (time.process_time() - gen_before) / elapsed, 1)
-    lat = sorted(tally.latencies)
-    return Measurement(
-        name=name,
-        requests=len(lat),
-        errors=tally.errors,
-        duration_s=round(elapsed, 3),
-        throughput_rps=round(tally.ok / elapsed, 1),
-        p50_ms=round(percentile(lat, 50) * 1000, 3),
-        p90_ms=round(percentile(lat, 90) * 1000, 3),
-        p99_ms=round(percentile(lat, 99) * 1000, 3),
-        max_ms=round((lat[-1] if lat else math.nan) * 1000, 3),
-        degraded=tally.degraded,
-        cpu_pct=cpu,
-        server_cpu_ms_per_request=round(1000 * cpu_s["server"] / tally.ok, 3) if "server" in cpu_s and tally.ok else None,
-        error_samples=tally.error_samples,
-    )
+    return Sample(tally, time.perf_counter() - started, meter.used())
 
 
-async def run(port: int, args: argparse.Namespace, pids: dict[str, int]) -> dict[str, Measurement]:
+async def run(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Comparison:
     decides = decide_requests(args.customers, PREBUILT_REQUESTS)
     bares = bare_requests(args.customers, PREBUILT_REQUESTS)
-    results: dict[str, Measurement] = {}
     async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         await channel.channel_ready()
         decide, bare = DecisionServiceStub(channel).Decide, bench_pb2_grpc.BenchStub(channel).Bare
@@ -247,21 +222,18 @@ async def run(port: int, args: argparse.Namespace, pids: dict[str, int]) -> dict
         async def alternate(request: Any, **options: Any) -> Any:
             return await (decide if isinstance(request, pb.DecideRequest) else bare)(request, **options)
 
-        mixed = [r for pair in zip(decides[:1_000], bares[:1_000], strict=True) for r in pair]
-        steps: list[tuple[str, Any, list[Any], float]] = []
         if args.warmup > 0:
-            steps.append(("warmup", alternate, mixed, args.warmup))
-        steps += [
-            ("bare (1st)", bare, bares, args.duration),
-            ("decisions", decide, decides, args.duration),
-            ("bare (2nd)", bare, bares, args.duration),
-        ]
-        for name, call, requests, seconds in steps:
-            console.print(f"[dim]measuring {name} for {seconds:g} s ...[/dim]")
-            results[name] = await measure(name, call, requests, args.concurrency, seconds, pids)
+            console.print(f"[dim]warming up for {args.warmup:g} s ...[/dim]")
+            mixed = [r for pair in zip(decides[:1_000], bares[:1_000], strict=True) for r in pair]
+            await measure(alternate, mixed, args.concurrency, args.warmup, pids)
             await asyncio.sleep(PAUSE_BETWEEN_S)
-    results.pop("warmup", None)
-    return results
+        calls = {"bare": (bare, bares), "decisions": (decide, decides)}
+
+        async def one(kind: str, seconds: float) -> Sample:
+            call, requests = calls[kind]
+            return await measure(call, requests, args.concurrency, seconds, pids)
+
+        return await paired_rounds(args.rounds, args.duration, one)
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -270,7 +242,8 @@ async def run(port: int, args: argparse.Namespace, pids: dict[str, int]) -> dict
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m loadtests.grpc_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--customers", type=int, default=100_000, help="customers to seed and spread calls over (default 100000)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    p.add_argument("--duration", type=float, default=4.0, help="seconds per measurement (default 4)")
+    p.add_argument("--rounds", type=int, default=ROUNDS, help=f"paired rounds of bare and decisions (default {ROUNDS})")
     p.add_argument("--concurrency", type=int, default=32, help="calls kept in flight on the one channel (default 32)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of mixed calls before measuring (default 2)")
     p.add_argument(
@@ -280,8 +253,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the server process's own mode
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.customers < 1 or args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
-        p.error("--customers and --concurrency must be >= 1, --duration > 0 and --warmup >= 0")
+    if args.customers < 1 or args.concurrency < 1 or args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
+        p.error("--customers, --concurrency and --rounds must be >= 1, --duration > 0 and --warmup >= 0")
     return args
 
 
@@ -310,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             redis = server.redis_pids() if args.redis_url is None else []
             if redis:
                 pids["redis"] = redis[0]
-            results = asyncio.run(run(server.port, args, pids))
+            comparison = asyncio.run(run(server.port, args, pids))
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; stopping the server[/yellow]")
             return 130
@@ -321,26 +294,18 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
 
-    bare = max((results[k] for k in ("bare (1st)", "bare (2nd)")), key=lambda m: m.throughput_rps)
-    decisions = results["decisions"]
-    ratio = decisions.throughput_rps / bare.throughput_rps if bare.throughput_rps else None
-    # Throughput on a shared machine moves with whatever else runs; server CPU per call does not.
-    cpu_ratio = (
-        bare.server_cpu_ms_per_request / decisions.server_cpu_ms_per_request
-        if bare.server_cpu_ms_per_request and decisions.server_cpu_ms_per_request
-        else None
-    )
     header = (
-        f"gRPC: {args.customers:,} customers, {args.concurrency} calls in flight on one channel, {args.duration:g} s per "
-        f"measurement, {os.cpu_count()} CPUs (server, Redis and load generator share them)"
+        f"gRPC: {args.customers:,} customers, {args.concurrency} calls in flight on one channel, {args.rounds} paired "
+        f"rounds of {args.duration:g} s, {os.cpu_count()} CPUs (server, Redis and load generator share them)"
     )
-    print_report([results["bare (1st)"], results["bare (2nd)"], decisions], ratio, header)
+    print_report(comparison, header)
     payload = {
         "timestamp": stamp,
         "protocol": "grpc",
         "config": {
             "customers": args.customers,
             "duration_s": args.duration,
+            "rounds": args.rounds,
             "concurrency": args.concurrency,
             "warmup_s": args.warmup,
             "call_timeout_s": CALL_TIMEOUT_S,
@@ -349,22 +314,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "machine": machine_info("asyncio"),
         "server_startup": startup,
-        "results": {"bare": {**asdict(bare), "name": "bare"}, "decisions": asdict(decisions)},
-        "bare_runs": [asdict(results["bare (1st)"]), asdict(results["bare (2nd)"])],
-        "ratio_decisions_to_bare": round(ratio, 4) if ratio is not None else None,
-        "ratio_by_server_cpu_per_call": round(cpu_ratio, 4) if cpu_ratio is not None else None,
+        "results": {"bare": asdict(comparison.bare), "decisions": asdict(comparison.decisions)},
+        **comparison.as_json(),
         "target_ratio": TARGET_RATIO,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     data = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     (args.out / f"grpc-{stamp}.json").write_bytes(data)
     (args.out / "grpc-latest.json").write_bytes(data)
-    console.print(
-        f"decisions p50/p99 {fmt(decisions.p50_ms, 2)}/{fmt(decisions.p99_ms, 2)} ms, {fmt(decisions.throughput_rps)} calls/s; "
-        f"bare p50/p99 {fmt(bare.p50_ms, 2)}/{fmt(bare.p99_ms, 2)} ms, {fmt(bare.throughput_rps)} calls/s"
-    )
-    if cpu_ratio is not None:
-        console.print(f"bare / decisions server CPU per call: {cpu_ratio:.2f} (the same ratio, less sensitive to other load)")
     console.print(f"results written to {args.out / 'grpc-latest.json'}")
     return 0
 
