@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=1_000, ge=1)
     redis_timeout_s: float = Field(default=0.5, gt=0, description="A decision falls back (degraded) rather than wait longer.")
     bench_endpoints: bool = Field(default=False, description="Expose the bare Redis endpoint the benchmark compares against.")
+    gc_young_threshold: int = Field(
+        default=20_000,
+        ge=0,
+        description="Net allocations between young garbage collections in a serving process (CPython's default, 700, "
+        "suits short scripts: a server with requests in flight crosses it every few dozen decisions); 0 keeps "
+        "the interpreter's default.",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -52,15 +52,16 @@ def test_serve_runs_http_and_grpc_over_one_engine_and_stops_gracefully(redis_url
             # The event sent over HTTP is seen by a decision over gRPC: one engine, one state.
             reply = DecisionServiceStub(channel).Decide(pb.DecideRequest(customer_id="srv-1", channel="mobile_app"), timeout=5)
             assert reply.treatments[0].id == "apology_upgrade"
-        assert frozen_objects(http_port) > 10_000
+        assert gauge(http_port, "nba_gc_frozen_objects") > 10_000
+        assert gauge(http_port, "nba_gc_young_threshold") == 20_000
         assert server.stop() == 0
     assert f"gRPC listening on 127.0.0.1:{grpc_port}" in server.output
 
 
-def frozen_objects(http_port: int) -> float:
-    """The start-up heap the served process moved out of full collections (engine.api.process)."""
+def gauge(http_port: int, name: str) -> float:
+    """A gauge of the served process's /metrics; the gc ones say how it settled its heap (engine.api.process)."""
     text = httpx2.get(f"http://127.0.0.1:{http_port}/metrics").text
-    lines = [line for line in text.splitlines() if line.startswith("nba_gc_frozen_objects ")]
+    lines = [line for line in text.splitlines() if line.startswith(name + " ")]
     assert len(lines) == 1, text
     return float(lines[0].split()[1])
 
@@ -68,12 +69,14 @@ def frozen_objects(http_port: int) -> float:
 def test_serve_http_only_opens_one_engine_settles_its_heap_and_leaves_grpc_closed(redis_url: str, tmp_path: Path) -> None:
     http_port, grpc_port = free_port(), free_port()
     env = {"NBA_REDIS_URL": redis_url, "NBA_RULES_DIR": str(EXAMPLE_RULES), "NBA_DATA_DIR": str(tmp_path)}
+    env["NBA_GC_YOUNG_THRESHOLD"] = "5000"
     args = ("serve", "--http-only", "--port", str(http_port), "--grpc-port", str(grpc_port), "--log-level", "warning")
     with NbaProcess(*args, env=env) as server:
         wait_ready(f"http://127.0.0.1:{http_port}/readyz", server)
         reply = httpx2.post(f"http://127.0.0.1:{http_port}/v1/decisions", json={"customer_id": "srv-2", "channel": "web"})
         assert reply.status_code == 200 and reply.json()["treatments"], reply.text
-        assert frozen_objects(http_port) > 10_000
+        assert gauge(http_port, "nba_gc_frozen_objects") > 10_000
+        assert gauge(http_port, "nba_gc_young_threshold") == 5_000
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", grpc_port)) != 0, "gRPC should not listen with --http-only"
         assert server.stop() == 0
