@@ -34,6 +34,16 @@ from engine.state.keys import group_cap_field, treatment_cap_field
 _NO_WEIGHTS = np.zeros(1, np.float64)
 _NO_STATS = (0.0, 0.0, 0.0)
 _NO_MODEL_STATS: dict[str, tuple[float, float, float]] = {}
+_NO_FEATURES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _no_features(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Empty (n, 0) index and value matrices for scoring on priors alone, made once per n: they
+    hold no elements, so sharing them is safe, and building them cost more than the scoring."""
+    found = _NO_FEATURES.get(n)
+    if found is None:
+        found = _NO_FEATURES[n] = (np.full((n, 0), -1, np.int32), np.zeros((n, 0), np.float32))
+    return found
 
 
 def _zeros(n: int) -> list[float]:
@@ -163,7 +173,7 @@ def score(
         idx, val = featurizer.encode_decision(state.profile, request.context, treatments)
         weights_vec, bias = model.weights, model.bias
     else:
-        idx, val = np.full((n, 0), -1, np.int32), np.zeros((n, 0), np.float32)
+        idx, val = _no_features(n)
         weights_vec, bias = _NO_WEIGHTS, 0.0
     ones = cols[4]
     propensity, priority = score_candidates(idx, val, weights_vec, bias, cols[0], cols[1], cols[2], ones, cols[3], ones)
