@@ -59,6 +59,12 @@ class TreatmentLike(Protocol):
 Treatment = tuple[str, str, str] | TreatmentLike
 """A treatment as (id, group, kind), or anything with those attributes (e.g. CompiledTreatment)."""
 
+
+def treatment_key(treatment: Treatment) -> tuple[str, str, str]:
+    """(id, group, kind): all of a treatment that its features read."""
+    return treatment if isinstance(treatment, tuple) else (treatment.id, treatment.group, treatment.kind)
+
+
 # A hashed feature: (name, value, crc32 of the name, b"&" + name) — the last two feed interactions.
 _Item = tuple[str, float, int, bytes]
 
@@ -345,7 +351,7 @@ class Featurizer:
 
     def treatment_part(self, treatment: Treatment) -> TreatmentPart:
         """The treatment's own features; cached, since the same treatments recur in every decision."""
-        key = treatment if isinstance(treatment, tuple) else (treatment.id, treatment.group, treatment.kind)
+        key = treatment_key(treatment)
         part = self._treatments.get(key)
         if part is None:
             part = self._build_treatment(key)
@@ -404,7 +410,7 @@ class Featurizer:
                     number = _number(value)
                     shape.append(number is not None)
                     numbers.append(0.0 if number is None else s.transform.apply(number))
-        key = (*shape, *(t if isinstance(t, tuple) else (t.id, t.group, t.kind) for t in treatments))
+        key = (*shape, *map(treatment_key, treatments))
         try:
             layout = self._layouts[key]
         except KeyError:
