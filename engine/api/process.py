@@ -10,20 +10,23 @@ import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from redis import asyncio as aioredis
 
-from engine.metrics import MetricsRegistry
 from engine.settings import Settings
 from engine.state.connect import open_redis
+
+if TYPE_CHECKING:
+    from engine.bootstrap import Engine
 
 log = logging.getLogger("engine.process")
 
 
-def settle_heap(metrics: MetricsRegistry, young_threshold: int = 0) -> int:
+def settle_heap(engine: Engine) -> int:
     """Move everything alive once the engine is ready (modules, numba and river internals, rules,
     models: some 225,000 objects with the example rules) out of the garbage collector's sight,
-    and space young collections `young_threshold` allocations apart (0: the interpreter's
+    and space young collections NBA_GC_YOUNG_THRESHOLD allocations apart (0: the interpreter's
     default); returns how many objects were frozen.
 
     Requests keep some objects alive across a few collections (32 decisions in flight, each
@@ -42,6 +45,7 @@ def settle_heap(metrics: MetricsRegistry, young_threshold: int = 0) -> int:
     """
     gc.collect()
     gc.freeze()
+    young_threshold, metrics = engine.settings.gc_young_threshold, engine.metrics
     if young_threshold > 0:
         _, middle, old = gc.get_threshold()
         gc.set_threshold(young_threshold, middle, old)

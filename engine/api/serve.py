@@ -59,7 +59,7 @@ async def serve_both(settings: Settings, *, log_level: str, on_ready: Callable[[
     """HTTP in the foreground; gRPC beside it, stopped (NOT_SERVING first) when HTTP stops."""
     async with open_engine(settings) as engine:
         running = await start_grpc(engine, settings.host, settings.grpc_port, max_concurrent_rpcs=settings.max_concurrent_rpcs)
-        settle_heap(engine.metrics, engine.settings.gc_young_threshold)
+        settle_heap(engine)
         on_ready(running.port)
         try:
             await _http_server(settings, create_app(settings, engine=engine), log_level).serve()
@@ -71,7 +71,7 @@ async def serve_http(settings: Settings, *, log_level: str) -> None:
     """HTTP alone; the engine is opened here rather than in the app's lifespan, so the heap can be
     settled once it is ready, before the first request."""
     async with open_engine(settings) as engine:
-        settle_heap(engine.metrics, engine.settings.gc_young_threshold)
+        settle_heap(engine)
         await _http_server(settings, create_app(settings, engine=engine), log_level).serve()
 
 

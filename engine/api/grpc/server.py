@@ -171,7 +171,7 @@ async def serve_grpc(
     try:
         async with open_engine(settings, clock=clock) as engine:
             running = await start_grpc(engine, host or settings.host, port, max_concurrent_rpcs=max_concurrent_rpcs)
-            settle_heap(engine.metrics, engine.settings.gc_young_threshold)
+            settle_heap(engine)
             if on_ready is not None:
                 on_ready(running.port)
             stopped = asyncio.create_task(running.wait())
