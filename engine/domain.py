@@ -2,6 +2,11 @@
 
 These are dataclasses, not pydantic models, so the core stays free of I/O frameworks; the
 front ends validate wire input and build these.
+
+Records made for every request (here and the decision's intermediate ones) are slotted but not
+frozen, and are never changed once built (`dataclasses.replace` makes a changed copy). A frozen
+dataclass sets each field through `object.__setattr__` in `__init__`: about 135 ns a field
+against 20, and a decision builds about a hundred fields' worth of records.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ Outcome = Literal["impression", "click", "accept", "reject", "purchase"]
 OUTCOMES: tuple[str, ...] = ("impression", "click", "accept", "reject", "purchase")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DecisionRequest:
     customer_id: str
     channel: str
@@ -29,7 +34,7 @@ class DecisionRequest:
     explain: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     event_id: str
     customer_id: str
@@ -39,7 +44,7 @@ class Event:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Feedback:
     feedback_id: str
     decision_id: str
@@ -49,7 +54,7 @@ class Feedback:
     ts: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChosenTreatment:
     id: str
     kind: str
@@ -65,7 +70,7 @@ class ChosenTreatment:
 VerdictStage = Literal["eligibility", "cap", "policy", "suppression", "arbitration", "chosen"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     """Why a candidate was chosen or dropped: the stage that decided, in words and as data.
 
@@ -84,7 +89,7 @@ class Verdict:
     components: dict[str, float] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     decision_id: str
     customer_id: str
@@ -105,14 +110,14 @@ class Decision:
     """Experiment arm: `champion`, `holdout` or `challenger:<id>` (engine.decision.arms)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IngestResult:
     accepted: int
     duplicates: int
     event_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FeedbackResult:
     accepted: bool
     duplicate: bool
@@ -154,7 +159,7 @@ class CustomerState:
         return {"value": round(value, 2), "items": items, "skus": list(self.cart)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredDecision:
     """The decision record kept (with a TTL) so feedback can join it, and logged on the stream."""
 
@@ -187,7 +192,7 @@ class StoredDecision:
         return [t["id"] for t in self.treatments]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventEffects:
     event: Event
     ts: int

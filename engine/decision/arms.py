@@ -30,6 +30,9 @@ class Arm:
     """For the holdout: show a uniformly random eligible treatment instead of none."""
 
 
+_CHAMPION = Arm(CHAMPION)  # frozen, so one instance serves every decision
+
+
 def bucket(customer_id: str, salt: str) -> float:
     digest = hashlib.blake2b(f"{salt}\x00{customer_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 18446744073709551616.0
@@ -38,7 +41,7 @@ def bucket(customer_id: str, salt: str) -> float:
 def assign(customer_id: str, placement: str | None, experiments: Experiments) -> Arm:
     holdout = experiments.holdout_for(placement)
     if holdout.share <= 0.0 and not experiments.challengers:
-        return Arm(CHAMPION)
+        return _CHAMPION
     u = bucket(customer_id, experiments.salt)
     if u < holdout.share:
         return Arm(HOLDOUT, random=holdout.treatment == "random")
@@ -47,4 +50,4 @@ def assign(customer_id: str, placement: str | None, experiments: Experiments) ->
         edge += challenger.share
         if u < edge:
             return Arm(f"challenger:{challenger.id}", rules=challenger.rules, model=challenger.model)
-    return Arm(CHAMPION)
+    return _CHAMPION

@@ -59,7 +59,7 @@ def tier_gains(suitable: Sequence[CompiledTreatment], value: CustomerValue, valu
     return values.tier_gains(value.equity, ranks, uplift).tolist()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DecisionPlan:
     treatments: tuple[ChosenTreatment, ...]
     verdicts: tuple[Verdict, ...]
@@ -124,7 +124,7 @@ def policy_for(spec: ModelSpec | None, placement: str | None, customer_id: str) 
     return runtime_policy(spec.exploration.for_placement(placement))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Scores:
     propensity: np.ndarray
     priority: np.ndarray

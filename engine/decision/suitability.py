@@ -27,7 +27,7 @@ def cap_reason(
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GroupBudget:
     """How many more treatments of a group may be shown, and which policy sets that bound."""
 

@@ -71,7 +71,7 @@ class LifetimeModel:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CustomerValue:
     contribution: float
     perception: float

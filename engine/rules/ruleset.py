@@ -68,7 +68,7 @@ def _uses_history(t: CompiledTreatment) -> bool:
     return any(c.functions & HISTORY_FUNCTIONS for c in conditions)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Limits:
     limit: int
     max_per_group: int
