@@ -33,21 +33,17 @@ def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return {k.decode(): orjson.loads(v) for k, v in raw.items()}
 
 
-def _cart(fields: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Cart lines from `i:<sku>` (JSON line details) and `q:<sku>` (quantity, kept by HINCRBY)."""
+def _cart(fields: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Cart lines from `i:<sku>` (line details) and `q:<sku>` (quantity, kept by HINCRBY)."""
     lines: dict[str, dict[str, Any]] = {}
     quantities: dict[str, int] = {}
     for k, v in fields.items():
         kind, _, sku = k.partition(":")
         if kind == "i":
-            lines[sku] = orjson.loads(v)
+            lines[sku] = v
         elif kind == "q":
-            quantities[sku] = int(v)
+            quantities[sku] = v
     return {sku: {**line, "qty": quantities.get(sku, 1)} for sku, line in lines.items() if quantities.get(sku, 1) > 0}
-
-
-def _ints_of(fields: dict[str, str]) -> dict[str, int]:
-    return {k: int(v) for k, v in fields.items()}
 
 
 def customer_keys(customer_id: str, now_ms: int, counters: Sequence[str]) -> list[str]:
@@ -77,16 +73,16 @@ def customer_state(customer_id: str, document: bytes, now_ms: int, counters: Seq
     return CustomerState(
         customer_id=customer_id,
         profile=doc[0],
-        cart=_cart(doc[1]),
+        cart=_cart(doc[1]) if doc[1] else {},
         last=doc[2],
-        caps_day=_ints_of(doc[3]),
-        caps_week=_ints_of(doc[4]),
+        caps_day=doc[3],
+        caps_week=doc[4],
         recent=doc[5],
-        flags={k: v for k, v in _ints_of(doc[6]).items() if v > now_ms},
-        caps_total=_ints_of(doc[7]),
-        topics=_ints_of(doc[8]),
-        facts={k: float(v) for k, v in doc[9].items()},
-        counters={name: [int(m.split(":", 1)[0]) for m in doc[10 + i]] for i, name in enumerate(counters)},
+        flags={k: v for k, v in doc[6].items() if v > now_ms} if doc[6] else doc[6],
+        caps_total=doc[7],
+        topics=doc[8],
+        facts=doc[9],
+        counters={name: doc[10 + i] for i, name in enumerate(counters)},
     )
 
 

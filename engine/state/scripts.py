@@ -23,32 +23,32 @@ from redis.exceptions import NoScriptError
 # KEYS: profile, cart, last, day caps, week caps, recent, flags, lifetime caps, topics, value
 # facts, counters... ARGV: how many recent interactions (0: none).
 # Returns one JSON document, an array in KEYS order, so the engine parses a customer with one
-# C call instead of a dozen reply lists and a conversion per field. Values stored as JSON by the
-# engine (profile, newest event per type, recent interactions) are embedded as they are; every
-# other value, and every field name, goes through cjson.encode as a string, so nothing stored
-# can break the document. Assembling it here costs Redis a little and the engine much less.
+# C call instead of a dozen reply lists and a conversion per field. Every hash value the engine
+# stores is JSON text already: JSON documents (profile fields, cart lines, newest event per
+# type), or numbers (cap and cart quantities, flag expiries, topic times, value facts, all
+# written by HINCRBY, HINCRBYFLOAT or from a Python number). So values are embedded as they
+# are, and arrive parsed, numbers as numbers: the engine converts nothing field by field. Field
+# names go through cjson.encode. A counter entry `<ts>:<cause>` is reduced to its time. A value
+# written around the engine that is not JSON makes the document unreadable, which the engine
+# reports as a store error naming the customer, and answers that decision from fallbacks.
 READ_CUSTOMER = """
 local enc = cjson.encode
-local function hash(key, raw)
+local function hash(key)
   local flat = redis.call('HGETALL', key)
   local t = {}
-  for i = 1, #flat, 2 do
-    local v = flat[i + 1]
-    if not raw then v = enc(v) end
-    t[#t + 1] = enc(flat[i]) .. ':' .. v
-  end
+  for i = 1, #flat, 2 do t[#t + 1] = enc(flat[i]) .. ':' .. flat[i + 1] end
   return '{' .. table.concat(t, ',') .. '}'
 end
-local function strings(list)
+local function times(list)
   local t = {}
-  for i = 1, #list do t[i] = enc(list[i]) end
+  for i = 1, #list do t[i] = string.match(list[i], '^%-?%d+') or '0' end
   return '[' .. table.concat(t, ',') .. ']'
 end
-local out = {hash(KEYS[1], true), hash(KEYS[2], false), hash(KEYS[3], true), hash(KEYS[4], false), hash(KEYS[5], false)}
+local out = {hash(KEYS[1]), hash(KEYS[2]), hash(KEYS[3]), hash(KEYS[4]), hash(KEYS[5])}
 local n = tonumber(ARGV[1])
 if n > 0 then out[6] = '[' .. table.concat(redis.call('LRANGE', KEYS[6], 0, n - 1), ',') .. ']' else out[6] = '[]' end
-for i = 7, 10 do out[i] = hash(KEYS[i], false) end
-for i = 11, #KEYS do out[i] = strings(redis.call('ZRANGE', KEYS[i], 0, -1)) end
+for i = 7, 10 do out[i] = hash(KEYS[i]) end
+for i = 11, #KEYS do out[i] = times(redis.call('ZRANGE', KEYS[i], 0, -1)) end
 return '[' .. table.concat(out, ',') .. ']'
 """
 

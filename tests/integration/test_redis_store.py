@@ -119,6 +119,11 @@ async def test_a_stored_value_that_is_not_json_names_the_customer(counted: tuple
     redis_sync.hset(keys.profile("c-bad"), "tier", b"gold")  # written around the engine, unquoted
     with pytest.raises(StoreUnavailable, match="c-bad"):
         await store.read_customer("c-bad", T0, with_recent=False)
+    # Numeric hashes arrive as numbers, embedded unconverted: one that is not a number is refused
+    # the same way, not turned into an error deeper in the decision.
+    redis_sync.hset(keys.caps_day("c-caps", T0), "t:offer", b"lots")
+    with pytest.raises(StoreUnavailable, match="c-caps"):
+        await store.read_customer("c-caps", T0, with_recent=False)
 
 
 async def test_decision_write_back_is_one_round_trip_with_ttls(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
