@@ -128,15 +128,30 @@ async def watch_rules(reloader: RuleReloader, stop: asyncio.Event, *, debounce_m
     none has come for QUIET_MS, or for at most `debounce_ms` while they keep coming. Changes made
     while a reload runs are picked up by the next one. For a switch with no in-between state,
     deploy a new directory and swap a symlink to it.
+
+    Files edited after the set in force was loaded but before the watch opened (while a process
+    starts, or while a failed watch waits to retry) would raise no event: so once the watch is
+    open, the directory is loaded once more, which swaps only if something did change.
     """
     directory = reloader.registry.directory.resolve()
     while not stop.is_set():
+        changes = awatch(
+            directory, watch_filter=is_rule_file, debounce=debounce_ms, step=min(QUIET_MS, debounce_ms), stop_event=stop
+        )
+        pending: asyncio.Future[set[tuple[Change, str]]] = asyncio.ensure_future(anext(changes))
         try:
-            async for changes in awatch(
-                directory, watch_filter=is_rule_file, debounce=debounce_ms, step=min(QUIET_MS, debounce_ms), stop_event=stop
-            ):
-                await reloader.reload(_describe(changes, directory))
+            await asyncio.sleep(0)  # awatch's first step opens the watch before its first wait
+            if not pending.done():  # (done already: it failed to open, which is handled below)
+                await reloader.reload("watch opened")
+            while True:
+                try:
+                    batch = await pending
+                except StopAsyncIteration:  # `stop` was set
+                    break
+                await reloader.reload(_describe(batch, directory))
+                pending = asyncio.ensure_future(anext(changes))
         except Exception as exc:  # the directory went away, the watch limit was hit...: wait and retry
+            pending.cancel()
             log.warning(
                 "watching %s for rule changes failed (%s: %s); retrying in %.0f s",
                 directory,
@@ -146,3 +161,6 @@ async def watch_rules(reloader: RuleReloader, stop: asyncio.Event, *, debounce_m
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), WATCH_RETRY_S)
+        except BaseException:  # cancelled: stop the watch's thread with it
+            pending.cancel()
+            raise

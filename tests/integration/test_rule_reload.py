@@ -7,6 +7,7 @@ refused while the last good set keeps serving.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import shutil
@@ -25,7 +26,9 @@ from engine.api.http.app import create_app
 from engine.bootstrap import Engine
 from engine.clock import FixedClock
 from engine.errors import RuleSetError
+from engine.metrics import MetricsRegistry
 from engine.rules.registry import RuleRegistry
+from engine.rules.reload import RuleReloader, watch_rules
 from engine.rules.ruleset import RuleSet
 from engine.settings import Settings
 from tests.conftest import EXAMPLE_RULES
@@ -182,6 +185,30 @@ def test_the_watcher_reloads_a_changed_file_by_itself(settings: Settings, clock:
         assert version != before
         assert coupon["score"] == pytest.approx(coupon["propensity"] * 60)
         assert metric(http, 'nba_rules_reloads_total{result="ok"}') >= 1
+
+
+def test_an_edit_made_before_the_watch_opens_is_not_missed(rules_dir: Path, clock: FixedClock) -> None:
+    """A file saved while a process starts (after its rules were loaded, before its watch opened)
+    raises no file event; the watcher loads the directory again once it is watching."""
+
+    async def scenario() -> tuple[str, str]:
+        registry = RuleRegistry.from_directory(rules_dir)
+        before = registry.current.version
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch_rules(RuleReloader(registry, clock, MetricsRegistry()), stop, debounce_ms=50))
+        edit(rules_dir / "offers.yaml", VALUE_LINE, VALUE_LINE.replace("25", "60"))  # before the task first runs
+        try:
+            for _ in range(250):
+                if registry.current.version != before:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+        return before, registry.current.version
+
+    before, after = asyncio.run(scenario())
+    assert after != before
 
 
 def test_a_failing_gate_refuses_an_otherwise_valid_set(http: TestClient, rules_dir: Path) -> None:
