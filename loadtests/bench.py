@@ -671,7 +671,7 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
 
-def print_report(comparison: Comparison, header: str, extra: Sequence[Measurement] = (), *, what: str = "throughput") -> None:
+def print_report(comparison: Comparison, header: str, extra: Sequence[Measurement] = ()) -> None:
     """Every round, both kinds over all rounds, `extra` rows, then the ratio against the target."""
     rows = [m for pair in comparison.rounds for m in pair] + [comparison.bare, comparison.decisions, *extra]
     table = Table(title=header, title_justify="left")
@@ -713,12 +713,12 @@ def print_report(comparison: Comparison, header: str, extra: Sequence[Measuremen
             console.print(f"[red]{m.name} error:[/red] {sample}", markup=True, highlight=False)
     ratio = comparison.ratio
     if ratio is None:
-        console.print(f"decisions / bare {what}: [red]not available[/red]")
+        console.print("decisions / bare throughput: [red]not available[/red]")
         return
     verdict = "[green]meets the target[/green]" if ratio >= TARGET_RATIO else "[red]below the target[/red]"
     per_round = " ".join(f"{r:.2f}" for r in comparison.ratios)
     console.print(
-        f"decisions / bare {what}: [bold]{ratio:.2f}[/bold], median of {len(comparison.ratios)} paired rounds "
+        f"decisions / bare throughput: [bold]{ratio:.2f}[/bold], median of {len(comparison.ratios)} paired rounds "
         f"({per_round})  (target >= {TARGET_RATIO:.2f}: {verdict})"
     )
     if comparison.cpu_ratio is not None:

@@ -1166,21 +1166,23 @@ def select_slate(
     `mc_rng` (default: a fresh generator seeded with MC_SEED).
     """
     code = policy.code
+    score = _priorities(priorities)
+    gid, cap, slots = _layout(groups, score.shape[0], limit, max_per_group, budgets)
+    eps = float(policy.epsilon)
+    a = b = mult = None
     if code == _THOMPSON:
-        prep = _prepare(priorities, groups, limit, max_per_group, budgets, policy)
-        a = b = mult = None
+        logw, valid = _weights(code, score, policy.temperature)
+        if not valid:
+            raise ValueError(_INVALID_PRIORITIES)
         chosen_arr = np.empty(0, np.int64)
-        if prep.slots:
-            a, b, mult = _thompson_inputs(prep.score.shape[0], alpha, beta, multiplier)
+        if slots:
+            a, b, mult = _thompson_inputs(score.shape[0], alpha, beta, multiplier)
             sampled = rng.beta(a, b) * mult
-            chosen_arr = _sample_slate(_GREEDY, 0.0, sampled, sampled, prep.gid, prep.cap, prep.slots, np.zeros(prep.slots))
+            chosen_arr = _sample_slate(_GREEDY, 0.0, sampled, sampled, gid, cap, slots, np.zeros(slots))
         tried = False
     else:
-        # The hot path: the layout in Python, then weights, draw and enumeration in one compiled call.
-        score = _priorities(priorities)
-        gid, cap, slots = _layout(groups, score.shape[0], limit, max_per_group, budgets)
+        # The hot path: weights, draw and enumeration in one compiled call.
         u = rng.random(slots) if slots and code != _GREEDY else np.zeros(slots)
-        eps = float(policy.epsilon)
         chosen_arr, full, exact, logw, valid = _draw_and_enumerate(
             code, eps, score, policy.temperature, gid, cap, slots, u, _bound(code, path_bound)
         )
@@ -1194,9 +1196,8 @@ def select_slate(
                 method="enumeration",
                 policy=policy.kind,
             )
-        prep = _Prepared(code, eps, score, logw, gid, cap, slots)
-        a = b = mult = None
         tried = True  # the compiled draw already tried enumerating, and found it over the bound
+    prep = _Prepared(code, eps, score, logw, gid, cap, slots)
     full, shown, method = _estimate(
         prep,
         chosen_arr,

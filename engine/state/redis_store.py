@@ -73,16 +73,16 @@ def customer_state(customer_id: str, document: bytes, now_ms: int, counters: Seq
     return CustomerState(
         customer_id=customer_id,
         profile=doc[0],
-        cart=_cart(doc[1]) if doc[1] else {},
+        cart=_cart(doc[1]),
         last=doc[2],
         caps_day=doc[3],
         caps_week=doc[4],
         recent=doc[5],
-        flags={k: v for k, v in doc[6].items() if v > now_ms} if doc[6] else doc[6],
+        flags={k: v for k, v in doc[6].items() if v > now_ms},
         caps_total=doc[7],
         topics=doc[8],
         facts=doc[9],
-        counters={name: doc[10 + i] for i, name in enumerate(counters)},
+        counters=dict(zip(counters, doc[10:], strict=True)),
     )
 
 
