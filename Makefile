@@ -25,6 +25,7 @@ test-fast: $(STAMP)  ## the suite against embedded Redis only
 bench: $(STAMP)  ## benchmarks against real server processes (figures to stdout and bench-results/)
 	$(BIN)/python -m loadtests.bench --customers $(CUSTOMERS)
 	$(BIN)/python -m loadtests.grpc_bench --customers $(CUSTOMERS)
+	$(BIN)/python -m loadtests.anatomy
 	$(BIN)/python -m loadtests.kernel_bench
 	$(BIN)/python -m loadtests.condition_bench
 	$(BIN)/python -m loadtests.learning_bench
