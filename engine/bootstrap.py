@@ -121,6 +121,20 @@ async def follow_lifetime(service: DecisionService, values: ValueStore, stop: as
             await asyncio.wait_for(stop.wait(), LIFETIME_POLL_S)
 
 
+def publish_model_versions(models: ModelRegistry, metrics: MetricsRegistry) -> None:
+    """The version each enabled model serves, read when scraped: a process that stopped picking
+    up publications shows as a version behind its peers."""
+    gauge = metrics.gauge(
+        "nba_model_version", "Version served of each enabled model (0: priors until the first publication).", labels=("model",)
+    )
+
+    def collect() -> None:
+        for model_id, version in models.versions().items():
+            gauge.set(version, model=model_id)
+
+    metrics.collect_with(collect)
+
+
 def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -141,7 +155,11 @@ async def open_engine(
     location = embedded.url if embedded else (settings.redis_url or "injected client")
     store = store_for(client, settings)
     rng = np.random.default_rng(settings.random_seed)
-    service = DecisionService(store, rules, clock, models=models, rng=rng, max_batch_events=settings.max_batch_events)
+    metrics = MetricsRegistry()
+    publish_model_versions(models, metrics)
+    service = DecisionService(
+        store, rules, clock, models=models, rng=rng, max_batch_events=settings.max_batch_events, metrics=metrics
+    )
     with contextlib.suppress(StoreUnavailable):
         await store.prepare()  # Redis may come up later; scripts then load on first use
     learning = LearningStore(client)
@@ -160,7 +178,6 @@ async def open_engine(
             for spec in models.specs
             if spec.enabled
         ]
-    metrics = MetricsRegistry()
     reloader = RuleReloader(rules, clock, metrics, gate=rules_gate(settings))
     if (watcher := watch_rule_files(reloader, settings, stop)) is not None:
         tasks.append(watcher)

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from engine.domain import (
 from engine.equity.value import LifetimeModel, ValueModel
 from engine.errors import InvalidInput, NotFound, RuleSetError, StoreUnavailable
 from engine.learning.serving import ModelRegistry
+from engine.metrics import MetricsRegistry
 from engine.rules.loader import load_ruleset
 from engine.rules.registry import RuleRegistry
 from engine.rules.ruleset import RuleSet
@@ -118,6 +120,57 @@ class CustomerView:
     """Indices, equity score and tier, and the lifetime value once a model is fitted."""
 
 
+DECISION_RESULTS = ("treatments", "fallback", "none", "degraded")
+"""How a decision ended: treatments chosen by the rules and scoring, fallback treatments only,
+nothing shown (a no-treatment holdout, or no fallback for the placement), or degraded (the
+customer could not be read, or the decision not written back)."""
+
+
+class _Meters:
+    """The service's metrics, bound to every label value up front: on the hot path an update is
+    then a dict update. Label values come from closed sets (channels, outcomes, results), never
+    from request data, so no client can make the series grow."""
+
+    def __init__(self, metrics: MetricsRegistry) -> None:
+        decisions = metrics.counter(
+            "nba_decisions_total",
+            f"Decisions answered, by channel and result ({', '.join(DECISION_RESULTS)}).",
+            labels=("channel", "result"),
+        )
+        self.decisions = {(c, r): decisions.child(c, r) for c in CHANNELS for r in DECISION_RESULTS}
+        seconds = metrics.histogram(
+            "nba_decision_seconds",
+            "Time a decision takes in the engine's core, by channel: the customer read, the logic and the write-back.",
+            labels=("channel",),
+        )
+        self.seconds = {c: seconds.child(c) for c in CHANNELS}
+        events = metrics.counter("nba_events_total", "Events taken in, by result (accepted, duplicate).", labels=("result",))
+        self.events = {r: events.child(r) for r in ("accepted", "duplicate")}
+        feedback = metrics.counter(
+            "nba_feedback_total", "Feedback taken in, by outcome and result (accepted, duplicate).", labels=("outcome", "result")
+        )
+        self.feedback = {(o, r): feedback.child(o, r) for o in OUTCOMES for r in ("accepted", "duplicate")}
+        refused = metrics.counter(
+            "nba_refused_total",
+            "Requests the core refused as invalid or naming an unknown decision, by operation "
+            "(a body a front end cannot parse is refused before it reaches the core, and not counted here).",
+            labels=("operation",),
+        )
+        self.refused = {op: refused.child(op) for op in ("decide", "events", "feedback")}
+        errors = metrics.counter(
+            "nba_store_errors_total",
+            "Redis calls that failed or ran out of time, by operation: decisions are then answered degraded, writes refused.",
+            labels=("operation",),
+        )
+        operations = ("read_customer", "write_decision", "record_events", "record_feedback")
+        self.store_errors = {op: errors.child(op) for op in operations}
+
+    def decided(self, d: Decision, seconds: float) -> None:
+        result = "degraded" if d.degraded else "fallback" if d.fallback else "treatments" if d.treatments else "none"
+        self.decisions[(d.channel, result)].inc()
+        self.seconds[d.channel].observe(seconds)
+
+
 class DecisionService:
     def __init__(
         self,
@@ -129,6 +182,7 @@ class DecisionService:
         rng: np.random.Generator | None = None,
         new_id: Callable[[], str] = new_nonce,
         max_batch_events: int = 1_000,
+        metrics: MetricsRegistry | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -141,6 +195,8 @@ class DecisionService:
         """The fitted lifetime-value model, if any; kept current by engine.bootstrap."""
         self._values: tuple[RuleSet, LifetimeModel | None, ValueModel] | None = None
         self._challengers: dict[tuple[str, str], RuleSet] = {}
+        self.metrics = metrics if metrics is not None else MetricsRegistry()
+        self._meters = _Meters(self.metrics)
 
     # -- customer value ----------------------------------------------------------------------
 
@@ -181,7 +237,12 @@ class DecisionService:
             raise InvalidInput(f"limit must be between 1 and 50, got {req.limit}", field="limit")
 
     async def decide(self, req: DecisionRequest) -> Decision:
-        self._check_request(req)
+        started = time.perf_counter()
+        try:
+            self._check_request(req)
+        except InvalidInput:
+            self._meters.refused["decide"].inc()
+            raise
         champion = self.rules.current  # one rule set for the whole decision, even across a reload
         arm = assign(req.customer_id, req.placement, champion.experiments)
         rules = self._challenger_rules(champion, arm) if arm.rules is not None else champion
@@ -194,6 +255,7 @@ class DecisionService:
         except StoreUnavailable:
             # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.
             state, degraded = CustomerState(req.customer_id), True
+            self._meters.store_errors["read_customer"].inc()
         model = self.models.for_placement(req.placement) if self.models else None
         if arm.model is not None and self.models:
             model = self.models.get(arm.model) or model
@@ -259,18 +321,46 @@ class DecisionService:
             try:
                 await self.store.write_decision(record, plan.counter_fields)
             except StoreUnavailable:
-                return replace(decision, degraded=True)
+                self._meters.store_errors["write_decision"].inc()
+                decision = replace(decision, degraded=True)
+        self._meters.decided(decision, time.perf_counter() - started)
         return decision
 
     # -- events ----------------------------------------------------------------------------
 
     async def record_events(self, events: Sequence[Event]) -> IngestResult:
+        now = self.clock.now_ms()
+        try:
+            effects = self._effects(events, self.rules.current, now)
+        except InvalidInput:
+            self._meters.refused["events"].inc()
+            raise
+        # A batch may repeat an id; the first occurrence wins, like a retry would.
+        ids = [(e.customer_id, e.event_id) for e in events]
+        try:
+            fresh = await self.store.claim_events(ids)
+            new = [fx for fx, is_new in zip(effects, fresh, strict=True) if is_new]
+            claimed = [k for k, is_new in zip(ids, fresh, strict=True) if is_new]
+            if new:
+                try:
+                    await self.store.apply_events(new)
+                except StoreUnavailable:
+                    await self.store.release_events(claimed)  # so the client's retry is not taken for a duplicate
+                    raise
+        except StoreUnavailable:
+            self._meters.store_errors["record_events"].inc()
+            raise
+        self._meters.events["accepted"].inc(len(new))
+        self._meters.events["duplicate"].inc(len(events) - len(new))
+        return IngestResult(accepted=len(new), duplicates=len(events) - len(new), event_ids=tuple(e.event_id for e in events))
+
+    def _effects(self, events: Sequence[Event], rules: RuleSet, now: int) -> list[EventEffects]:
+        """Each event checked and turned into what it does to state. The first event at fault
+        refuses the whole batch, before anything is applied, named by its place in the batch."""
         if not events:
             raise InvalidInput("no events given", field="events")
         if len(events) > self.max_batch_events:
             raise InvalidInput(f"at most {self.max_batch_events} events per batch, got {len(events)}", field="events")
-        now = self.clock.now_ms()
-        rules = self.rules.current
         vocab = rules.vocabulary
         single = len(events) == 1
         effects: list[EventEffects] = []
@@ -283,22 +373,23 @@ class DecisionService:
             fx = effects_of(e, vocab, now, prefix, rules.equity)
             triggers = effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels)
             effects.append(replace(fx, triggers=triggers) if triggers else fx)
-        # A batch may repeat an id; the first occurrence wins, like a retry would.
-        ids = [(e.customer_id, e.event_id) for e in events]
-        fresh = await self.store.claim_events(ids)
-        new = [fx for fx, is_new in zip(effects, fresh, strict=True) if is_new]
-        claimed = [k for k, is_new in zip(ids, fresh, strict=True) if is_new]
-        if new:
-            try:
-                await self.store.apply_events(new)
-            except StoreUnavailable:
-                await self.store.release_events(claimed)  # so the client's retry is not taken for a duplicate
-                raise
-        return IngestResult(accepted=len(new), duplicates=len(events) - len(new), event_ids=tuple(e.event_id for e in events))
+        return effects
 
     # -- feedback --------------------------------------------------------------------------
 
     async def record_feedback(self, fb: Feedback) -> FeedbackResult:
+        try:
+            result = await self._record_feedback(fb)
+        except (InvalidInput, NotFound):
+            self._meters.refused["feedback"].inc()
+            raise
+        except StoreUnavailable:
+            self._meters.store_errors["record_feedback"].inc()
+            raise
+        self._meters.feedback[(fb.outcome, "duplicate" if result.duplicate else "accepted")].inc()
+        return result
+
+    async def _record_feedback(self, fb: Feedback) -> FeedbackResult:
         _check_id(fb.feedback_id, "feedback_id")
         _check_id(fb.decision_id, "decision_id")
         if fb.outcome not in OUTCOMES:

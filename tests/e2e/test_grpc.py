@@ -246,6 +246,19 @@ async def test_unknown_channel_is_invalid_argument_naming_the_field(stub: Decisi
     assert trailing(caught.value) == {"nba-error": "invalid_input", "nba-field": "channel"}
 
 
+async def test_grpc_calls_count_in_the_engine_metrics_http_serves(stub: DecisionServiceStub, engine: Engine) -> None:
+    decisions = engine.metrics.get("nba_decisions_total")
+    refused = engine.metrics.get("nba_refused_total")
+    response = await stub.Decide(pb.DecideRequest(customer_id="alice", channel="mobile_app"))
+    with pytest.raises(aio.AioRpcError):
+        await stub.Decide(pb.DecideRequest(customer_id="alice", channel="fax"))
+
+    result = "fallback" if response.fallback else "treatments"
+    assert decisions.value(channel="mobile_app", result=result) == 1
+    assert refused.value(operation="decide") == 1  # over gRPC the core's check is what refuses a channel
+    assert f'nba_decisions_total{{channel="mobile_app",result="{result}"}} 1' in engine.metrics.render().splitlines()
+
+
 @pytest.mark.parametrize(
     ("events", "field"),
     [

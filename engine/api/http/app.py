@@ -232,7 +232,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics(engine: EngineDep) -> Response:
-        """Prometheus text format: rule reloads by result, the rule set in force, the last reload's time and duration."""
+        """Prometheus text format: decisions by channel and result and their time, events and feedback
+        taken in, refusals, store failures, model versions served, rule reloads."""
         return Response(engine.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.post("/v1/admin/rules/reload", responses=RELOAD_RESPONSES, tags=["admin"])
