@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port.")
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     max_concurrent_rpcs: int = Field(default=1_000, ge=1, description="gRPC calls beyond this get RESOURCE_EXHAUSTED.")
+    max_concurrent_requests: int = Field(
+        default=1_000, ge=1, description="HTTP API requests in flight beyond this get 503 `overloaded` with Retry-After."
+    )
 
     decision_ttl_s: int = Field(default=7 * 86_400, ge=60, description="How long feedback can join a decision.")
     dedup_ttl_s: int = Field(default=7 * 86_400, ge=60, description="How long a retried event or feedback id is recognised.")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
+from redis import Redis
 
 from engine.api.http.app import create_app
+from engine.bootstrap import open_engine
 from engine.clock import FixedClock
 from engine.settings import Settings
 from tests.conftest import EXAMPLE_RULES
@@ -143,3 +149,38 @@ def test_redis_down_gives_a_degraded_fallback_answer_and_not_ready(clock: FixedC
         assert [t["id"] for t in decision["treatments"]] == ["newsletter_signup"] and decision["fallback"]
         events = http.post("/v1/events", json={"event_id": "e", "customer_id": "ben", "type": "page_view"})
         assert events.status_code == 503 and events.json()["error"] == "store_unavailable"
+
+
+@pytest.mark.anyio
+async def test_requests_beyond_the_concurrency_limit_get_503_overloaded_and_probes_still_answer(
+    settings: Settings, clock: FixedClock, redis_sync: Redis
+) -> None:
+    async with open_engine(settings, clock=clock) as engine:
+        app = create_app(settings.model_copy(update={"max_concurrent_requests": 1}), engine=engine)
+        app.state.engine = engine  # what the lifespan does when the app starts on its own
+        entered, release = asyncio.Event(), asyncio.Event()
+        real = engine.service.customer_view
+
+        async def held(customer_id: str) -> Any:
+            entered.set()
+            await release.wait()
+            return await real(customer_id)
+
+        engine.service.customer_view = held  # type: ignore[method-assign]
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://nba") as client:
+            holder = asyncio.ensure_future(client.get("/v1/customers/alice"))
+            await asyncio.wait_for(entered.wait(), 5)
+
+            refused = await client.post("/v1/decisions", json={"customer_id": "alice", "channel": "web"})
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"] == "overloaded"
+            assert "limit of 1 concurrent calls" in refused.json()["message"]
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/metrics")).status_code == 200
+
+            release.set()
+            assert (await holder).status_code == 200
+            # The slot is given back: the next request is served.
+            assert (await client.post("/v1/decisions", json={"customer_id": "alice", "channel": "web"})).status_code == 200

@@ -23,7 +23,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.api.grpc.gen import bench_pb2, bench_pb2_grpc, decision_pb2, decision_pb2_grpc
-from engine.api.grpc.servicer import BenchServicer, ConcurrencyLimit, DecisionServicer
+from engine.api.grpc.servicer import BenchServicer, DecisionServicer
+from engine.api.limits import ConcurrencyLimit
 from engine.api.process import settle_heap
 from engine.bootstrap import Engine, open_engine
 from engine.clock import Clock

@@ -7,10 +7,9 @@ failure through the one error mapping (`errors.abort_for`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from grpc import aio
@@ -18,9 +17,10 @@ from grpc import aio
 from engine.api.grpc import codec
 from engine.api.grpc.errors import DeadlineExceeded, abort_for
 from engine.api.grpc.gen import bench_pb2, bench_pb2_grpc, decision_pb2, decision_pb2_grpc
+from engine.api.limits import ConcurrencyLimit
 from engine.decision.service import DecisionService
 from engine.domain import Event
-from engine.errors import InvalidInput, Overloaded
+from engine.errors import InvalidInput
 from engine.state.redis_store import RedisStore
 
 STREAM_BATCH = 500
@@ -33,31 +33,6 @@ _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 
 
-class ConcurrencyLimit:
-    """At most `limit` calls in flight; beyond that, Overloaded (RESOURCE_EXHAUSTED) at once.
-
-    Refusing fast lets a client retry elsewhere or back off, where queueing would make every
-    call late. A plain counter suffices: the servicers run on one event loop. Health checks and
-    reflection are not counted, so an overloaded server still answers its probes.
-    """
-
-    def __init__(self, limit: int) -> None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-        self.limit = limit
-        self.in_flight = 0
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        if self.in_flight >= self.limit:
-            raise Overloaded(f"server is at its limit of {self.limit} concurrent calls; retry after a short backoff")
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-
-
 class _Guarded:
     limit: ConcurrencyLimit
 
@@ -68,7 +43,7 @@ def _rpc(
     @functools.wraps(method)
     async def handler(self: _Servicer, request: _Request, context: aio.ServicerContext) -> _Response:
         try:
-            with self.limit.slot():
+            with self.limit:
                 return await method(self, request, context)
         except Exception as exc:
             await abort_for(context, exc, method.__name__)

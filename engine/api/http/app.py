@@ -21,6 +21,7 @@ from starlette.responses import Response
 from engine import __version__, domain
 from engine.api.http import schemas
 from engine.api.http.errors import BodySizeLimit, install_error_handlers, json_response
+from engine.api.limits import ConcurrencyLimit
 from engine.bootstrap import Engine, open_engine
 from engine.clock import Clock
 from engine.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -132,6 +133,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Requests that touch Redis or decide are capped; health, readiness and metrics are not.
+    limit = ConcurrencyLimit(settings.max_concurrent_requests)
 
     if settings.bench_endpoints:
 
@@ -142,7 +145,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             # an endpoint or a longer route search.
             engine: Engine = http_request.app.state.engine
             customer_id: str = http_request.path_params["customer_id"]
-            return Response(await engine.store.bare_read(customer_id), media_type="application/json")
+            with limit:
+                return Response(await engine.store.bare_read(customer_id), media_type="application/json")
 
     @app.post(
         "/v1/decisions",
@@ -158,7 +162,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         request = domain.DecisionRequest(
             body.customer_id, body.channel, body.placement, body.context, body.limit, body.event, body.explain
         )
-        return json_response(_decision_payload(await engine.service.decide(request)))
+        with limit:
+            return json_response(_decision_payload(await engine.service.decide(request)))
 
     @app.post(
         "/v1/events",
@@ -173,7 +178,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         body = _parse(EVENTS, await http_request.body())
         engine: Engine = http_request.app.state.engine
         events = [_event(e) for e in body.events] if isinstance(body, schemas.EventBatchRequest) else [_event(body)]
-        result = await engine.service.record_events(events)
+        with limit:
+            result = await engine.service.record_events(events)
         return json_response({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
 
     @app.post(
@@ -189,18 +195,21 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         body = _parse(FEEDBACK, await http_request.body())
         engine: Engine = http_request.app.state.engine
         fb = domain.Feedback(body.feedback_id, body.decision_id, body.treatment_id, body.outcome, body.value, body.ts)
-        result = await engine.service.record_feedback(fb)
+        with limit:
+            result = await engine.service.record_feedback(fb)
         return json_response({"accepted": result.accepted, "duplicate": result.duplicate}, 202)
 
     @app.get("/v1/customers/{customer_id}", response_model=schemas.CustomerResponse, responses=ERRORS, tags=["customers"])
     async def customer(customer_id: Annotated[str, Path(max_length=64)], engine: EngineDep) -> Response:
         """Profile, cart, active suppressions and recent interactions across channels."""
-        return json_response(await engine.service.customer_view(customer_id))
+        with limit:
+            return json_response(await engine.service.customer_view(customer_id))
 
     @app.get("/v1/voice", response_model=schemas.VoiceResponse, responses=ERRORS, tags=["customers"])
     async def voice(engine: EngineDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
         """Voice of the customer: per topic, what was liked, disliked and suggested in the last `days` days."""
-        return json_response(await engine.service.voice(days))
+        with limit:
+            return json_response(await engine.service.voice(days))
 
     @app.get("/v1/reports/roi", responses=ERRORS, tags=["reports"])
     async def roi(engine: EngineDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.errors import EngineError
+from engine.errors import EngineError, Overloaded
 
 log = logging.getLogger("engine.http")
 
@@ -46,7 +46,10 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 
 async def _engine_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
-    return json_response(exc.to_dict(), exc.http_status)
+    response = json_response(exc.to_dict(), exc.http_status)
+    if isinstance(exc, Overloaded):
+        response.headers["Retry-After"] = "1"  # load is shed in bursts; a second later is a fair first retry
+    return response
 
 
 async def _unexpected(_: Request, exc: Exception) -> Response:
