@@ -18,8 +18,8 @@ times the CPU of this process per request (Redis runs in its own process, so it 
   without the web stack.
 
 Measurements rotate in rounds (default 7 of 1 s each); figures are medians over rounds, and a
-ratio is the median of per-round ratios. With no sockets and no load generator in the process,
-ratios come out a little higher than the bench's; what this is for is their split. It prints a
+ratio is the median of per-round ratios. Without sockets or a load generator, ratios come out close to the
+bench's; what this is for is their split. It prints a
 table and writes bench-results/anatomy.json; it asserts nothing.
 """
 
