@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from redis import Redis
 from engine.api.http.app import create_app
 from engine.cli import seed_customers
 from engine.clock import FixedClock
+from engine.decision.service import DecisionService
 from engine.settings import Settings
 from tests.conftest import EXAMPLE_MODELS, EXAMPLE_RULES
 
@@ -54,6 +56,25 @@ class Channel:
         response = self.http.get(f"/v1/customers/{customer_id}")
         assert response.status_code == 200, response.text
         return response.json()
+
+
+@contextlib.contextmanager
+def held_customer_views(service: DecisionService) -> Iterator[tuple[asyncio.Event, asyncio.Event]]:
+    """Within the block, a customer view sets `entered` and then waits for `release`: a request
+    held in flight, for tests of what happens beside it."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = service.customer_view
+
+    async def held(customer_id: str) -> Any:
+        entered.set()
+        await release.wait()
+        return await real(customer_id)
+
+    service.customer_view = held  # type: ignore[method-assign]
+    try:
+        yield entered, release
+    finally:
+        service.customer_view = real  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

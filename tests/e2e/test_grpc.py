@@ -34,6 +34,7 @@ from engine.decision.service import DecisionService
 from engine.domain import Decision, DecisionRequest
 from engine.settings import Settings
 from tests.conftest import T0
+from tests.e2e.conftest import held_customer_views
 
 pytestmark = pytest.mark.anyio
 
@@ -296,35 +297,27 @@ async def test_feedback_for_an_unknown_decision_is_not_found(stub: DecisionServi
     assert trailing(caught.value) == {"nba-error": "not_found", "nba-field": "decision_id"}
 
 
-async def test_calls_beyond_the_concurrency_limit_are_resource_exhausted(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    entered, release = asyncio.Event(), asyncio.Event()
-    real = engine.service.customer_view
-
-    async def held(customer_id: str) -> Any:
-        entered.set()
-        await release.wait()
-        return await real(customer_id)
-
-    monkeypatch.setattr(engine.service, "customer_view", held)
+async def test_calls_beyond_the_concurrency_limit_are_resource_exhausted(engine: Engine) -> None:
     running = await start_grpc(engine, "127.0.0.1", 0, max_concurrent_rpcs=1)
-    try:
-        async with aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
-            stub = DecisionServiceStub(ch)
-            holder = asyncio.ensure_future(stub.GetCustomer(pb.GetCustomerRequest(customer_id="alice")))
-            await asyncio.wait_for(entered.wait(), 5)
-            with pytest.raises(aio.AioRpcError) as caught:
-                await stub.Decide(pb.DecideRequest(customer_id="alice", channel="web"))
-            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "limit of 1 concurrent calls" in caught.value.details()
-            health = health_pb2_grpc.HealthStub(ch)
-            status = await health.Check(health_pb2.HealthCheckRequest(service=DECISION_SERVICE))
-            assert status.status == health_pb2.HealthCheckResponse.SERVING, "probes are not counted against the limit"
+    with held_customer_views(engine.service) as (entered, release):
+        try:
+            async with aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+                stub = DecisionServiceStub(ch)
+                holder = asyncio.ensure_future(stub.GetCustomer(pb.GetCustomerRequest(customer_id="alice")))
+                await asyncio.wait_for(entered.wait(), 5)
+                with pytest.raises(aio.AioRpcError) as caught:
+                    await stub.Decide(pb.DecideRequest(customer_id="alice", channel="web"))
+                assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "limit of 1 concurrent calls" in caught.value.details()
+                health = health_pb2_grpc.HealthStub(ch)
+                status = await health.Check(health_pb2.HealthCheckRequest(service=DECISION_SERVICE))
+                assert status.status == health_pb2.HealthCheckResponse.SERVING, "probes are not counted against the limit"
+                release.set()
+                assert (await holder).customer_id == "alice"
+                assert (await stub.Decide(pb.DecideRequest(customer_id="alice", channel="web"))).treatments
+        finally:
             release.set()
-            assert (await holder).customer_id == "alice"
-            assert (await stub.Decide(pb.DecideRequest(customer_id="alice", channel="web"))).treatments
-    finally:
-        release.set()
-        await running.stop(grace=0)
+            await running.stop(grace=0)
 
 
 async def test_a_tiny_deadline_is_deadline_exceeded(stub: DecisionServiceStub) -> None:

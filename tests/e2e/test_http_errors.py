@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx2
 import pytest
@@ -15,7 +14,7 @@ from engine.bootstrap import open_engine
 from engine.clock import FixedClock
 from engine.settings import Settings
 from tests.conftest import EXAMPLE_RULES
-from tests.e2e.conftest import Channel
+from tests.e2e.conftest import Channel, held_customer_views
 
 
 @pytest.mark.parametrize(
@@ -158,29 +157,21 @@ async def test_requests_beyond_the_concurrency_limit_get_503_overloaded_and_prob
     async with open_engine(settings, clock=clock) as engine:
         app = create_app(settings.model_copy(update={"max_concurrent_requests": 1}), engine=engine)
         app.state.engine = engine  # what the lifespan does when the app starts on its own
-        entered, release = asyncio.Event(), asyncio.Event()
-        real = engine.service.customer_view
-
-        async def held(customer_id: str) -> Any:
-            entered.set()
-            await release.wait()
-            return await real(customer_id)
-
-        engine.service.customer_view = held  # type: ignore[method-assign]
         transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://nba") as client:
-            holder = asyncio.ensure_future(client.get("/v1/customers/alice"))
-            await asyncio.wait_for(entered.wait(), 5)
+        with held_customer_views(engine.service) as (entered, release):
+            async with httpx2.AsyncClient(transport=transport, base_url="http://nba") as client:
+                holder = asyncio.ensure_future(client.get("/v1/customers/alice"))
+                await asyncio.wait_for(entered.wait(), 5)
 
-            refused = await client.post("/v1/decisions", json={"customer_id": "alice", "channel": "web"})
-            assert refused.status_code == 503
-            assert refused.headers["retry-after"] == "1"
-            assert refused.json()["error"] == "overloaded"
-            assert "limit of 1 concurrent calls" in refused.json()["message"]
-            assert (await client.get("/healthz")).status_code == 200
-            assert (await client.get("/metrics")).status_code == 200
+                refused = await client.post("/v1/decisions", json={"customer_id": "alice", "channel": "web"})
+                assert refused.status_code == 503
+                assert refused.headers["retry-after"] == "1"
+                assert refused.json()["error"] == "overloaded"
+                assert "limit of 1 concurrent calls" in refused.json()["message"]
+                assert (await client.get("/healthz")).status_code == 200
+                assert (await client.get("/metrics")).status_code == 200
 
-            release.set()
-            assert (await holder).status_code == 200
-            # The slot is given back: the next request is served.
-            assert (await client.post("/v1/decisions", json={"customer_id": "alice", "channel": "web"})).status_code == 200
+                release.set()
+                assert (await holder).status_code == 200
+                # The slot is given back: the next request is served.
+                assert (await client.post("/v1/decisions", json={"customer_id": "alice", "channel": "web"})).status_code == 200
