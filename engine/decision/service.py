@@ -120,6 +120,10 @@ class CustomerView:
     """Indices, equity score and tier, and the lifetime value once a model is fitted."""
 
 
+API_OPERATIONS = ("decide", "events", "feedback", "customer", "voice")
+API_ERRORS = ("invalid_input", "not_found", "overloaded", "deadline_exceeded", "store_unavailable", "not_ready", "internal")
+"""The `error` codes a client of the API can get (engine.errors, and `internal` for a bug)."""
+
 DECISION_RESULTS = ("treatments", "fallback", "none", "degraded")
 """How a decision ended: treatments chosen by the rules and scoring, fallback treatments only,
 nothing shown (a no-treatment holdout, or no fallback for the placement), or degraded (the
@@ -150,20 +154,20 @@ class _Meters:
             "nba_feedback_total", "Feedback taken in, by outcome and result (accepted, duplicate).", labels=("outcome", "result")
         )
         self.feedback = {(o, r): feedback.child(o, r) for o in OUTCOMES for r in ("accepted", "duplicate")}
-        refused = metrics.counter(
-            "nba_refused_total",
-            "Requests the core refused as invalid or naming an unknown decision, by operation "
-            "(a body a front end cannot parse is refused before it reaches the core, and not counted here).",
-            labels=("operation",),
-        )
-        self.refused = {op: refused.child(op) for op in ("decide", "events", "feedback")}
         errors = metrics.counter(
+            "nba_request_errors_total",
+            "API requests answered with an error, by operation and the error the client sees "
+            "(an HTTP body's `error`, a gRPC status's `nba-error` trailer).",
+            labels=("operation", "error"),
+        )
+        self.errors = {(op, e): errors.child(op, e) for op in API_OPERATIONS for e in API_ERRORS}
+        store_errors = metrics.counter(
             "nba_store_errors_total",
             "Redis calls that failed or ran out of time, by operation: decisions are then answered degraded, writes refused.",
             labels=("operation",),
         )
         operations = ("read_customer", "write_decision", "record_events", "record_feedback")
-        self.store_errors = {op: errors.child(op) for op in operations}
+        self.store_errors = {op: store_errors.child(op) for op in operations}
 
     def decided(self, d: Decision, seconds: float) -> None:
         result = "degraded" if d.degraded else "fallback" if d.fallback else "treatments" if d.treatments else "none"
@@ -197,6 +201,14 @@ class DecisionService:
         self._challengers: dict[tuple[str, str], RuleSet] = {}
         self.metrics = metrics if metrics is not None else MetricsRegistry()
         self._meters = _Meters(self.metrics)
+
+    def count_error(self, operation: str, error: str) -> None:
+        """For the front ends' error mapping, which sees every error a client gets, including
+        requests its own schema refuses before they reach this service. An operation or error
+        outside the closed sets (admin endpoints, say) is not counted."""
+        meter = self._meters.errors.get((operation, error))
+        if meter is not None:
+            meter.inc()
 
     # -- customer value ----------------------------------------------------------------------
 
@@ -238,11 +250,7 @@ class DecisionService:
 
     async def decide(self, req: DecisionRequest) -> Decision:
         started = time.perf_counter()
-        try:
-            self._check_request(req)
-        except InvalidInput:
-            self._meters.refused["decide"].inc()
-            raise
+        self._check_request(req)
         champion = self.rules.current  # one rule set for the whole decision, even across a reload
         arm = assign(req.customer_id, req.placement, champion.experiments)
         rules = self._challenger_rules(champion, arm) if arm.rules is not None else champion
@@ -330,11 +338,7 @@ class DecisionService:
 
     async def record_events(self, events: Sequence[Event]) -> IngestResult:
         now = self.clock.now_ms()
-        try:
-            effects = self._effects(events, self.rules.current, now)
-        except InvalidInput:
-            self._meters.refused["events"].inc()
-            raise
+        effects = self._effects(events, self.rules.current, now)
         # A batch may repeat an id; the first occurrence wins, like a retry would.
         ids = [(e.customer_id, e.event_id) for e in events]
         try:
@@ -380,9 +384,6 @@ class DecisionService:
     async def record_feedback(self, fb: Feedback) -> FeedbackResult:
         try:
             result = await self._record_feedback(fb)
-        except (InvalidInput, NotFound):
-            self._meters.refused["feedback"].inc()
-            raise
         except StoreUnavailable:
             self._meters.store_errors["record_feedback"].inc()
             raise

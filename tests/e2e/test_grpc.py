@@ -248,15 +248,21 @@ async def test_unknown_channel_is_invalid_argument_naming_the_field(stub: Decisi
 
 
 async def test_grpc_calls_count_in_the_engine_metrics_http_serves(stub: DecisionServiceStub, engine: Engine) -> None:
-    decisions = engine.metrics.get("nba_decisions_total")
-    refused = engine.metrics.get("nba_refused_total")
+    decisions, errors = engine.metrics.get("nba_decisions_total"), engine.metrics.get("nba_request_errors_total")
     response = await stub.Decide(pb.DecideRequest(customer_id="alice", channel="mobile_app"))
     with pytest.raises(aio.AioRpcError):
         await stub.Decide(pb.DecideRequest(customer_id="alice", channel="fax"))
+    with pytest.raises(aio.AioRpcError):  # refused by the codec, before the core
+        await record(stub, pb.Event(event_id="e", customer_id="alice", type="page_view", ts=-1))
+    fb = pb.RecordFeedbackRequest(feedback_id="f", decision_id="nope", treatment_id="t", outcome="click")
+    with pytest.raises(aio.AioRpcError):
+        await stub.RecordFeedback(fb)
 
     result = "fallback" if response.fallback else "treatments"
     assert decisions.value(channel="mobile_app", result=result) == 1
-    assert refused.value(operation="decide") == 1  # over gRPC the core's check is what refuses a channel
+    assert errors.value(operation="decide", error="invalid_input") == 1
+    assert errors.value(operation="events", error="invalid_input") == 1
+    assert errors.value(operation="feedback", error="not_found") == 1
     assert f'nba_decisions_total{{channel="mobile_app",result="{result}"}} 1' in engine.metrics.render().splitlines()
 
 
@@ -309,6 +315,7 @@ async def test_calls_beyond_the_concurrency_limit_are_resource_exhausted(engine:
                     await stub.Decide(pb.DecideRequest(customer_id="alice", channel="web"))
                 assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 assert "limit of 1 concurrent calls" in caught.value.details()
+                assert engine.metrics.get("nba_request_errors_total").value(operation="decide", error="overloaded") == 1
                 health = health_pb2_grpc.HealthStub(ch)
                 status = await health.Check(health_pb2.HealthCheckRequest(service=DECISION_SERVICE))
                 assert status.status == health_pb2.HealthCheckResponse.SERVING, "probes are not counted against the limit"

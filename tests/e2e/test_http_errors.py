@@ -168,6 +168,7 @@ async def test_requests_beyond_the_concurrency_limit_get_503_overloaded_and_prob
                 assert refused.headers["retry-after"] == "1"
                 assert refused.json()["error"] == "overloaded"
                 assert "limit of 1 concurrent calls" in refused.json()["message"]
+                assert engine.metrics.get("nba_request_errors_total").value(operation="decide", error="overloaded") == 1
                 assert (await client.get("/healthz")).status_code == 200
                 assert (await client.get("/metrics")).status_code == 200
 

@@ -1,5 +1,6 @@
 """What an operator scrapes from /metrics: decisions by channel and result with their timing,
-events and feedback taken in, refusals and store failures, and the model versions served."""
+events and feedback taken in, errors answered by operation and code, store failures, and the
+model versions served."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def scrape(http: TestClient) -> dict[str, float]:
     return out
 
 
-def test_decisions_events_feedback_and_refusals_are_counted(http: TestClient, channel: Channel) -> None:
+def test_decisions_events_feedback_and_errors_are_counted(http: TestClient, channel: Channel) -> None:
     before = scrape(http)
     assert before['nba_decisions_total{channel="web",result="treatments"}'] == 0  # every series from the start
     assert before['nba_model_version{model="response"}'] == 0  # priors: nothing published yet
@@ -33,6 +34,9 @@ def test_decisions_events_feedback_and_refusals_are_counted(http: TestClient, ch
     assert http.post("/v1/events", json=again).status_code == 202
     assert http.post("/v1/events", json=again).json() == {"accepted": 0, "duplicates": 1}
     assert http.post("/v1/events", json={"event_id": "e", "customer_id": "alice", "type": "teleported"}).status_code == 422
+    # Refused by the HTTP schema (an unknown channel) before the core sees it: counted all the same.
+    assert http.post("/v1/decisions", json={"customer_id": "alice", "channel": "fax"}).status_code == 422
+    assert http.get("/v1/customers/" + "x" * 65).status_code == 422
 
     decision = channel.decide("alice", "web")
     chosen = decision["treatments"][0]["id"]
@@ -55,9 +59,13 @@ def test_decisions_events_feedback_and_refusals_are_counted(http: TestClient, ch
     assert got['nba_events_total{result="duplicate"}'] == 1
     assert got['nba_feedback_total{outcome="accept",result="accepted"}'] == 1
     assert got['nba_feedback_total{outcome="accept",result="duplicate"}'] == 1
-    assert got['nba_refused_total{operation="events"}'] == 1
-    assert got['nba_refused_total{operation="feedback"}'] == 1
-    assert got['nba_refused_total{operation="decide"}'] == 0
+    errors = {k: v for k, v in got.items() if k.startswith("nba_request_errors_total") and v}
+    assert errors == {
+        'nba_request_errors_total{operation="events",error="invalid_input"}': 1,
+        'nba_request_errors_total{operation="decide",error="invalid_input"}': 1,
+        'nba_request_errors_total{operation="customer",error="invalid_input"}': 1,
+        'nba_request_errors_total{operation="feedback",error="not_found"}': 1,
+    }
     assert all(v == 0 for k, v in got.items() if k.startswith("nba_store_errors_total"))
 
 
@@ -74,4 +82,5 @@ def test_a_store_outage_shows_as_store_errors_and_degraded_decisions(clock: Fixe
     assert got['nba_store_errors_total{operation="read_customer"}'] == 1
     assert got['nba_store_errors_total{operation="write_decision"}'] == 0  # a degraded decision is not written
     assert got['nba_store_errors_total{operation="record_events"}'] == 1
+    assert got['nba_request_errors_total{operation="events",error="store_unavailable"}'] == 1
     assert got['nba_events_total{result="accepted"}'] == 0

@@ -20,7 +20,7 @@ from engine.api.grpc.gen import bench_pb2, bench_pb2_grpc, decision_pb2, decisio
 from engine.api.limits import ConcurrencyLimit
 from engine.decision.service import DecisionService
 from engine.domain import Event
-from engine.errors import InvalidInput
+from engine.errors import EngineError, InvalidInput
 from engine.state.redis_store import RedisStore
 
 STREAM_BATCH = 500
@@ -36,6 +36,9 @@ _Response = TypeVar("_Response")
 class _Guarded:
     limit: ConcurrencyLimit
 
+    def count_error(self, method: str, exc: Exception) -> None:
+        """Count an error the call ends with (see DecisionServicer); nothing by default."""
+
 
 def _rpc(
     method: Callable[[_Servicer, _Request, aio.ServicerContext], Awaitable[_Response]],
@@ -46,6 +49,7 @@ def _rpc(
             with self.limit:
                 return await method(self, request, context)
         except Exception as exc:
+            self.count_error(method.__name__, exc)
             await abort_for(context, exc, method.__name__)
 
     return handler
@@ -68,12 +72,26 @@ def _in_stream(exc: InvalidInput, offset: int) -> InvalidInput:
     return InvalidInput(exc.message, field=renamed)
 
 
+OPERATIONS = {
+    "Decide": "decide",
+    "RecordEvents": "events",
+    "StreamEvents": "events",
+    "RecordFeedback": "feedback",
+    "GetCustomer": "customer",
+}
+"""The API operation of each method, for counting errors as HTTP counts them (engine.decision.service.API_OPERATIONS)."""
+
+
 class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer, _Guarded):
     def __init__(self, service: DecisionService, limit: ConcurrencyLimit, *, stream_batch: int = STREAM_BATCH) -> None:
         self.service = service
         self.limit = limit
         # A stream's batches must also pass the core's own batch limit.
         self.stream_batch = max(1, min(stream_batch, service.max_batch_events))
+
+    def count_error(self, method: str, exc: Exception) -> None:
+        if not isinstance(exc, aio.AbortError):  # a status chosen by the handler itself is not an error of ours
+            self.service.count_error(OPERATIONS[method], exc.code if isinstance(exc, EngineError) else "internal")
 
     @_rpc
     async def Decide(self, request: decision_pb2.DecideRequest, context: aio.ServicerContext) -> decision_pb2.DecideResponse:  # noqa: N802 (the proto names it)

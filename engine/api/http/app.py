@@ -115,6 +115,16 @@ RELOAD_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
+OPERATIONS = {
+    "decide": "decide",
+    "record_events": "events",
+    "record_feedback": "feedback",
+    "customer": "customer",
+    "voice": "voice",
+}
+"""The API operation of each endpoint function, for counting errors (engine.decision.service.API_OPERATIONS)."""
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None) -> FastAPI:
     """Build the app. Pass `engine` to share one already built (tests, or HTTP beside gRPC)."""
     settings = settings or (engine.settings if engine else Settings())
@@ -131,7 +141,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         description="Next-best-action decisions, events and feedback.",
         lifespan=lifespan,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, OPERATIONS)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Requests that touch Redis or decide are capped; health, readiness and metrics are not.
     limit = ConcurrencyLimit(settings.max_concurrent_requests)
@@ -242,7 +252,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics(engine: EngineDep) -> Response:
         """Prometheus text format: decisions by channel and result and their time, events and feedback
-        taken in, refusals, store failures, model versions served, rule reloads."""
+        taken in, errors answered, store failures, model versions served, rule reloads."""
         return Response(engine.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.post("/v1/admin/rules/reload", responses=RELOAD_RESPONSES, tags=["admin"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -34,33 +35,45 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
+def _validation_error(exc: Exception) -> tuple[str, Response]:
     assert isinstance(exc, RequestValidationError)
     errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
-    return json_response(
-        {"error": "invalid_input", "message": f"{first['field']}: {first['message']}", "field": first["field"], "errors": errors},
-        422,
-    )
+    body = {"error": "invalid_input", "message": f"{first['field']}: {first['message']}", "field": first["field"]}
+    return "invalid_input", json_response({**body, "errors": errors}, 422)
 
 
-async def _engine_error(_: Request, exc: Exception) -> Response:
+def _engine_error(exc: Exception) -> tuple[str, Response]:
     assert isinstance(exc, EngineError)
     response = json_response(exc.to_dict(), exc.http_status)
     if isinstance(exc, Overloaded):
         response.headers["Retry-After"] = "1"  # load is shed in bursts; a second later is a fair first retry
-    return response
+    return exc.code, response
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
+def _unexpected(exc: Exception) -> tuple[str, Response]:
     log.exception("unhandled error", exc_info=exc)
-    return json_response({"error": "internal", "message": "internal error; it has been logged"}, 500)
+    return "internal", json_response({"error": "internal", "message": "internal error; it has been logged"}, 500)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(EngineError, _engine_error)
-    app.add_exception_handler(Exception, _unexpected)
+def install_error_handlers(app: FastAPI, operations: Mapping[str, str]) -> None:
+    """Every error a client gets is shaped here and counted by operation and error code;
+    `operations` names the operation of each endpoint function (others are not counted)."""
+
+    def handler(shape: Callable[[Exception], tuple[str, Response]]) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def handle(request: Request, exc: Exception) -> Response:
+            error, response = shape(exc)
+            operation = operations.get(getattr(request.scope.get("endpoint"), "__name__", ""))
+            engine = getattr(request.app.state, "engine", None)  # absent only before start-up finished
+            if operation is not None and engine is not None:
+                engine.service.count_error(operation, error)
+            return response
+
+        return handle
+
+    app.add_exception_handler(RequestValidationError, handler(_validation_error))
+    app.add_exception_handler(EngineError, handler(_engine_error))
+    app.add_exception_handler(Exception, handler(_unexpected))
 
 
 class BodySizeLimit:
