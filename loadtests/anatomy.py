@@ -18,9 +18,9 @@ times the CPU of this process per request (Redis runs in its own process, so it 
   without the web stack.
 
 Measurements rotate in rounds (default 7 of 1 s each); figures are medians over rounds, and a
-ratio is the median of per-round ratios. Without sockets or a load generator, ratios come out close to the
-bench's; what this is for is their split. It prints a
-table and writes bench-results/anatomy.json; it asserts nothing.
+ratio is the median of per-round ratios. Without sockets or a load generator, ratios come out
+close to the bench's; what this is for is their split. It prints a table and writes
+bench-results/anatomy.json; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import random
 import statistics
 import sys
@@ -144,6 +145,8 @@ def replayed_logic(plans: dict[tuple[str, str | None], DecisionPlan]) -> Iterato
 
 @dataclass
 class Figures:
+    """Per kind of request: CPU µs per request of each round, requests made and how many failed."""
+
     cpu_us: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
     requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
@@ -248,7 +251,8 @@ async def measure(
                 SERVICE_REPLAYED: service_alone,
                 READ: read_alone,
             }
-            figures, plans = Figures(), {}
+            figures = Figures()
+            plans: dict[tuple[str, str | None], DecisionPlan] = {}
 
             async def run(kind: str, seconds: float) -> tuple[float, int, int]:
                 with replayed_logic(plans) if kind in REPLAYING else contextlib.nullcontext():
@@ -256,13 +260,18 @@ async def measure(
 
             for kind in KINDS:  # every path warm (and the plans made) before anything is measured
                 await run(kind, duration_s / 2)
+            threshold = gc.get_threshold()
             settle_heap(engine)  # as a serving process does once ready
-            for r in range(rounds):
-                for kind in KINDS if r % 2 == 0 else reversed(KINDS):
-                    us, done, failed = await run(kind, duration_s)
-                    figures.cpu_us[kind].append(us)
-                    figures.requests[kind] += done
-                    figures.failures[kind] += failed
+            try:
+                for r in range(rounds):
+                    for kind in KINDS if r % 2 == 0 else reversed(KINDS):
+                        us, done, failed = await run(kind, duration_s)
+                        figures.cpu_us[kind].append(us)
+                        figures.requests[kind] += done
+                        figures.failures[kind] += failed
+            finally:  # leave the garbage collector as it was (this may run inside another program, a test say)
+                gc.unfreeze()
+                gc.set_threshold(*threshold)
             figures.plans_replayed = len(plans)
             return figures, model
 
