@@ -260,7 +260,7 @@ async def measure(
 
             for kind in KINDS:  # every path warm (and the plans made) before anything is measured
                 await run(kind, duration_s / 2)
-            threshold = gc.get_threshold()
+            threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
             settle_heap(engine)  # as a serving process does once ready
             try:
                 for r in range(rounds):
@@ -270,7 +270,8 @@ async def measure(
                         figures.requests[kind] += done
                         figures.failures[kind] += failed
             finally:  # leave the garbage collector as it was (this may run inside another program, a test say)
-                gc.unfreeze()
+                if not frozen:  # unfreezing cannot tell our objects from a host's: only when there were none
+                    gc.unfreeze()
                 gc.set_threshold(*threshold)
             figures.plans_replayed = len(plans)
             return figures, model

@@ -3,6 +3,7 @@ must be what it says it measures."""
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from typing import Any
 from unittest import mock
@@ -67,9 +68,12 @@ async def test_replayed_logic_runs_the_pipeline_once_per_channel_and_placement(
 
 
 async def test_every_measurement_serves_real_requests(redis_url: str, redis_sync: Redis) -> None:
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
     figures, model = await anatomy.measure(
         customers=200, rounds=2, duration_s=0.05, concurrency=4, train_decisions=0, redis_url=redis_url
     )
+    # It settles the heap as a server does while it measures, and undoes that when done.
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
     assert model is None
     assert all(figures.requests[k] > 0 for k in anatomy.KINDS), figures.requests
     assert not any(figures.failures.values()), figures.failures
