@@ -402,6 +402,7 @@ async def test_an_unexpected_error_is_internal_with_no_detail_leaked(
     assert caught.value.details() == INTERNAL_MESSAGE
     assert "hunter2" not in caught.value.details() and "Traceback" not in (caught.value.debug_error_string() or "")
     assert any("GetCustomer" in r.getMessage() and r.exc_info for r in caplog.records)
+    assert engine.metrics.get("nba_request_errors_total").value(operation="customer", error="internal") == 1
 
 
 # -- health, reflection, the bench service ----------------------------------------------------------

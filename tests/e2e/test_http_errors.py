@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx2
 import pytest
@@ -176,3 +177,18 @@ async def test_requests_beyond_the_concurrency_limit_get_503_overloaded_and_prob
                 assert (await holder).status_code == 200
                 # The slot is given back: the next request is served.
                 assert (await client.post("/v1/decisions", json={"customer_id": "alice", "channel": "web"})).status_code == 200
+
+
+def test_a_bug_is_a_500_with_no_detail_leaked_and_is_counted(http: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = http.app.state.engine  # type: ignore[attr-defined]
+
+    async def broken(customer_id: str) -> Any:
+        raise RuntimeError("password=hunter2 at line 42")
+
+    monkeypatch.setattr(engine.service, "customer_view", broken)
+    response = http.get("/v1/customers/alice")
+
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal", "message": "internal error; it has been logged"}
+    assert "hunter2" not in response.text
+    assert engine.metrics.get("nba_request_errors_total").value(operation="customer", error="internal") == 1
