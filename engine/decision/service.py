@@ -7,6 +7,7 @@ logic, and writes once.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -42,7 +43,7 @@ from engine.domain import (
 from engine.equity.value import LifetimeModel, ValueModel
 from engine.errors import InvalidInput, NotFound, RuleSetError, StoreUnavailable
 from engine.learning.serving import ModelRegistry
-from engine.metrics import MetricsRegistry
+from engine.metrics import CounterChild, MetricsRegistry
 from engine.rules.loader import load_ruleset
 from engine.rules.registry import RuleRegistry
 from engine.rules.ruleset import RuleSet
@@ -130,44 +131,55 @@ nothing shown (a no-treatment holdout, or no fallback for the placement), or deg
 customer could not be read, or the decision not written back)."""
 
 
+def _counter(metrics: MetricsRegistry, name: str, help: str, **labels: Sequence[str]) -> dict[Any, CounterChild]:
+    """A counter, bound up front to every combination of its labels' values: the children keyed
+    by their values (by the value alone for a counter with one label)."""
+    counter = metrics.counter(name, help, labels=tuple(labels))
+    return {key if len(key) > 1 else key[0]: counter.child(*key) for key in itertools.product(*labels.values())}
+
+
 class _Meters:
     """The service's metrics, bound to every label value up front: on the hot path an update is
     then a dict update. Label values come from closed sets (channels, outcomes, results), never
     from request data, so no client can make the series grow."""
 
     def __init__(self, metrics: MetricsRegistry) -> None:
-        decisions = metrics.counter(
+        self.decisions = _counter(
+            metrics,
             "nba_decisions_total",
             f"Decisions answered, by channel and result ({', '.join(DECISION_RESULTS)}).",
-            labels=("channel", "result"),
+            channel=CHANNELS,
+            result=DECISION_RESULTS,
         )
-        self.decisions = {(c, r): decisions.child(c, r) for c in CHANNELS for r in DECISION_RESULTS}
         seconds = metrics.histogram(
             "nba_decision_seconds",
             "Time a decision takes in the engine's core, by channel: the customer read, the logic and the write-back.",
             labels=("channel",),
         )
         self.seconds = {c: seconds.child(c) for c in CHANNELS}
-        events = metrics.counter("nba_events_total", "Events taken in, by result (accepted, duplicate).", labels=("result",))
-        self.events = {r: events.child(r) for r in ("accepted", "duplicate")}
-        feedback = metrics.counter(
-            "nba_feedback_total", "Feedback taken in, by outcome and result (accepted, duplicate).", labels=("outcome", "result")
+        taken = ("accepted", "duplicate")
+        self.events = _counter(metrics, "nba_events_total", "Events taken in, by result (accepted, duplicate).", result=taken)
+        self.feedback = _counter(
+            metrics,
+            "nba_feedback_total",
+            "Feedback taken in, by outcome and result (accepted, duplicate).",
+            outcome=OUTCOMES,
+            result=taken,
         )
-        self.feedback = {(o, r): feedback.child(o, r) for o in OUTCOMES for r in ("accepted", "duplicate")}
-        errors = metrics.counter(
+        self.errors = _counter(
+            metrics,
             "nba_request_errors_total",
             "API requests answered with an error, by operation and the error the client sees "
             "(an HTTP body's `error`, a gRPC status's `nba-error` trailer).",
-            labels=("operation", "error"),
+            operation=API_OPERATIONS,
+            error=API_ERRORS,
         )
-        self.errors = {(op, e): errors.child(op, e) for op in API_OPERATIONS for e in API_ERRORS}
-        store_errors = metrics.counter(
+        self.store_errors = _counter(
+            metrics,
             "nba_store_errors_total",
             "Redis calls that failed or ran out of time, by operation: decisions are then answered degraded, writes refused.",
-            labels=("operation",),
+            operation=("read_customer", "write_decision", "record_events", "record_feedback"),
         )
-        operations = ("read_customer", "write_decision", "record_events", "record_feedback")
-        self.store_errors = {op: store_errors.child(op) for op in operations}
 
     def decided(self, d: Decision, seconds: float) -> None:
         result = "degraded" if d.degraded else "fallback" if d.fallback else "treatments" if d.treatments else "none"
