@@ -149,6 +149,7 @@ def test_redis_down_gives_a_degraded_fallback_answer_and_not_ready(clock: FixedC
         assert [t["id"] for t in decision["treatments"]] == ["newsletter_signup"] and decision["fallback"]
         events = http.post("/v1/events", json={"event_id": "e", "customer_id": "ben", "type": "page_view"})
         assert events.status_code == 503 and events.json()["error"] == "store_unavailable"
+        assert events.headers["retry-after"] == "1"
 
 
 @pytest.mark.anyio

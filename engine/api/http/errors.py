@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.errors import EngineError, Overloaded
+from engine.errors import EngineError
 
 log = logging.getLogger("engine.http")
 
@@ -46,8 +46,10 @@ def _validation_error(exc: Exception) -> tuple[str, Response]:
 def _engine_error(exc: Exception) -> tuple[str, Response]:
     assert isinstance(exc, EngineError)
     response = json_response(exc.to_dict(), exc.http_status)
-    if isinstance(exc, Overloaded):
-        response.headers["Retry-After"] = "1"  # load is shed in bursts; a second later is a fair first retry
+    if exc.http_status == 503:
+        # Shed load, Redis away, not ready yet: all pass. A second later is a fair first retry,
+        # and saying so keeps clients from hammering a server that is already struggling.
+        response.headers["Retry-After"] = "1"
     return exc.code, response
 
 
