@@ -1,7 +1,8 @@
 """The gRPC servicers: convert, call the decision service, convert back. No decision logic here.
 
-Every method goes through `_rpc`, which sheds load beyond the concurrency limit and sends every
-failure through the one error mapping (`errors.abort_for`).
+Every method goes through `_rpc`, which sheds load beyond the concurrency limit, counts every
+failure by operation and error code (the same figures HTTP's error handlers keep), and sends it
+through the one error mapping (`errors.abort_for`).
 """
 
 from __future__ import annotations
