@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import random
 import statistics
 import sys
 import tempfile
@@ -53,7 +52,7 @@ from engine.bootstrap import Engine, open_engine
 from engine.cli import seed_customers
 from engine.decision.pipeline import DecisionPlan
 from engine.settings import Settings
-from loadtests.bench import DECISION_MIX
+from loadtests.bench import RequestFactory
 from loadtests.results import write
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,30 +99,6 @@ class Asgi:
         }
         await self.app(scope, receive, send)
         return int(sent[0]["status"])
-
-
-class Traffic:
-    """The bench's requests: a random seeded customer each, decisions rotating through its mix."""
-
-    def __init__(self, customers: int, seed: int = 1) -> None:
-        self.customers = customers
-        self.rng = random.Random(seed)
-        self.rotation = 0
-
-    def customer(self) -> str:
-        return f"cust-{self.rng.randint(1, self.customers):06d}"
-
-    def template(self) -> dict[str, Any]:
-        template = DECISION_MIX[self.rotation % len(DECISION_MIX)]
-        self.rotation += 1
-        return template
-
-    def body(self) -> bytes:
-        return orjson.dumps({"customer_id": self.customer(), **self.template()})
-
-    def request(self) -> domain.DecisionRequest:
-        t = self.template()
-        return domain.DecisionRequest(self.customer(), t["channel"], t.get("placement"), t.get("context", {}))
 
 
 @contextlib.contextmanager
@@ -193,7 +168,7 @@ async def closed_loop(call: Callable[[], Awaitable[bool]], seconds: float, concu
     return (time.process_time() - started) * 1e6 / max(done, 1), done, failed
 
 
-async def train(engine: Engine, traffic: Traffic, decisions: int, timeout_s: float = 20.0) -> str | None:
+async def train(engine: Engine, traffic: RequestFactory, decisions: int, timeout_s: float = 20.0) -> str | None:
     """Accept some offers, as the bench does, so decisions run on the learned path."""
     service = engine.service
     for i in range(decisions):
@@ -227,17 +202,20 @@ async def measure(
         async with open_engine(settings) as engine:
             app = create_app(engine=engine)
             app.state.engine = engine
-            asgi, traffic, service, store = Asgi(app), Traffic(customers), engine.service, engine.store
+            traffic = RequestFactory("anatomy", 0, customers)  # the bench's customers and mix, as JSON fields
+            asgi, service, store = Asgi(app), engine.service, engine.store
             model = await train(engine, traffic, train_decisions) if train_decisions else None
 
             async def bare() -> bool:
                 return await asgi("GET", "/bench/bare/" + traffic.customer()) == 200
 
             async def decision() -> bool:
-                return await asgi("POST", "/v1/decisions", traffic.body()) == 200
+                return await asgi("POST", "/v1/decisions", orjson.dumps(traffic.decision_fields())) == 200
 
             async def service_alone() -> bool:
-                return not (await service.decide(traffic.request())).degraded
+                f = traffic.decision_fields()
+                request = domain.DecisionRequest(f["customer_id"], f["channel"], f.get("placement"), f.get("context", {}))
+                return not (await service.decide(request)).degraded
 
             async def read_alone() -> bool:
                 await store.bare_read(traffic.customer())

@@ -122,10 +122,14 @@ class RequestFactory:
     def bare(self) -> bytes:
         return b"GET /bench/bare/" + self.customer().encode() + b" HTTP/1.1\r\n" + self.head + b"\r\n"
 
-    def decision(self) -> bytes:
+    def decision_fields(self) -> dict[str, Any]:
+        """The next decision's JSON fields: a random customer, and the mix's next template."""
         template = DECISION_MIX[self.rotation % len(DECISION_MIX)]
         self.rotation += 1
-        return self._post(b"/v1/decisions", orjson.dumps({"customer_id": self.customer(), **template}))
+        return {"customer_id": self.customer(), **template}
+
+    def decision(self) -> bytes:
+        return self._post(b"/v1/decisions", orjson.dumps(self.decision_fields()))
 
     def _event(self) -> dict[str, Any]:
         self.event_seq += 1

@@ -366,9 +366,10 @@ class DecisionService:
         except StoreUnavailable:
             self._meters.store_errors["record_events"].inc()
             raise
+        duplicates = len(events) - len(new)
         self._meters.events["accepted"].inc(len(new))
-        self._meters.events["duplicate"].inc(len(events) - len(new))
-        return IngestResult(accepted=len(new), duplicates=len(events) - len(new), event_ids=tuple(e.event_id for e in events))
+        self._meters.events["duplicate"].inc(duplicates)
+        return IngestResult(accepted=len(new), duplicates=duplicates, event_ids=tuple(e.event_id for e in events))
 
     def _effects(self, events: Sequence[Event], rules: RuleSet, now: int) -> list[EventEffects]:
         """Each event checked and turned into what it does to state. The first event at fault
