@@ -5,13 +5,15 @@ It seeds the customers (``nba seed``) into an embedded Redis in a temporary dire
 a real server process serving gRPC only (this module's ``--serve`` mode, with the bench service
 on), and drives it from this process over one channel, keeping `concurrency` calls in flight:
 
-* ``bare``: ``nba.v1.Bench/Bare``, one HGETALL and nothing else: the floor set by the gRPC
-  stack and one Redis round trip.
+* ``bare``: ``nba.v1.Bench/Bare``, one HGETALL and nothing else, over the decisions' own Redis
+  connection: the floor set by the gRPC stack and one Redis round trip.
+* ``bare_redis_py``: ``nba.v1.Bench/BareRedisPy``, the same read through redis-py's pooled
+  client, as a Redis-backed handler is usually written (DESIGN §9).
 * ``decisions``: ``nba.v1.DecisionService/Decide`` with the HTTP benchmark's mix of channels
   and placements.
 
-They are measured in paired rounds in alternating order, and the ratio is the median over
-rounds, as in the HTTP benchmark (see loadtests.bench).
+They are measured in rounds in alternating order, and each ratio is the median over rounds,
+as in the HTTP benchmark (see loadtests.bench), which says why there are two baselines.
 
 Every call carries a deadline, as a production client's would, so the server's deadline
 handling is part of what is measured. The ratio decisions/bare throughput says how much of the
@@ -49,16 +51,19 @@ from engine.api.grpc.gen import bench_pb2, bench_pb2_grpc
 from engine.api.grpc.gen import decision_pb2 as pb
 from engine.api.grpc.gen.decision_pb2_grpc import DecisionServiceStub
 from loadtests.bench import (
+    BARE,
+    BARE_REDIS_PY,
     DECISION_MIX,
+    DECISIONS,
     ROUNDS,
     TARGET_RATIO,
     Comparison,
     CpuMeter,
     Sample,
     Tally,
+    alternating_rounds,
     free_port,
     machine_info,
-    paired_rounds,
     print_report,
     stop_server,
 )
@@ -217,23 +222,23 @@ async def run(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Comp
     bares = bare_requests(args.customers, PREBUILT_REQUESTS)
     async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         await channel.channel_ready()
-        decide, bare = DecisionServiceStub(channel).Decide, bench_pb2_grpc.BenchStub(channel).Bare
-
-        async def alternate(request: Any, **options: Any) -> Any:
-            return await (decide if isinstance(request, pb.DecideRequest) else bare)(request, **options)
-
+        bench = bench_pb2_grpc.BenchStub(channel)
+        calls = {
+            BARE: (bench.Bare, bares),
+            BARE_REDIS_PY: (bench.BareRedisPy, bares),
+            DECISIONS: (DecisionServiceStub(channel).Decide, decides),
+        }
         if args.warmup > 0:
             console.print(f"[dim]warming up for {args.warmup:g} s ...[/dim]")
-            mixed = [r for pair in zip(decides[:1_000], bares[:1_000], strict=True) for r in pair]
-            await measure(alternate, mixed, args.concurrency, args.warmup, pids)
+            for call, requests in calls.values():
+                await measure(call, requests, args.concurrency, args.warmup / len(calls), pids)
             await asyncio.sleep(PAUSE_BETWEEN_S)
-        calls = {"bare": (bare, bares), "decisions": (decide, decides)}
 
         async def one(kind: str, seconds: float) -> Sample:
             call, requests = calls[kind]
             return await measure(call, requests, args.concurrency, seconds, pids)
 
-        return await paired_rounds(args.rounds, args.duration, one)
+        return await alternating_rounds(args.rounds, args.duration, one)
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -243,7 +248,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m loadtests.grpc_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--customers", type=int, default=100_000, help="customers to seed and spread calls over (default 100000)")
     p.add_argument("--duration", type=float, default=4.0, help="seconds per measurement (default 4)")
-    p.add_argument("--rounds", type=int, default=ROUNDS, help=f"paired rounds of bare and decisions (default {ROUNDS})")
+    p.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds of the baselines and decisions (default {ROUNDS})")
     p.add_argument("--concurrency", type=int, default=32, help="calls kept in flight on the one channel (default 32)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of mixed calls before measuring (default 2)")
     p.add_argument(
@@ -295,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     header = (
-        f"gRPC: {args.customers:,} customers, {args.concurrency} calls in flight on one channel, {args.rounds} paired "
+        f"gRPC: {args.customers:,} customers, {args.concurrency} calls in flight on one channel, {args.rounds} "
         f"rounds of {args.duration:g} s, {os.cpu_count()} CPUs (server, Redis and load generator share them)"
     )
     print_report(comparison, header)
@@ -314,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "machine": machine_info("asyncio"),
         "server_startup": startup,
-        "results": {"bare": asdict(comparison.bare), "decisions": asdict(comparison.decisions)},
+        "results": {k: asdict(m) for k, m in comparison.totals.items()},
         **comparison.as_json(),
         "target_ratio": TARGET_RATIO,
     }

@@ -375,6 +375,13 @@ class RedisStore:
             raise StoreUnavailable(f"state store error: {flat}")
         return orjson.dumps({k.decode(): v.decode() for k, v in _pairs(flat).items()})
 
+    async def bare_read_redis_py(self, customer_id: str) -> bytes:
+        """The same HGETALL through redis-py's pooled client, the way a Redis-backed endpoint is
+        usually written (DESIGN §9's bare endpoint): the benchmark's second baseline."""
+        async with self._guard():
+            raw = await self.client.hgetall(keys.profile(customer_id))
+        return orjson.dumps({k.decode(): v.decode() for k, v in raw.items()})
+
     async def seed_value_facts(self, rows: Sequence[tuple[str, dict[str, float]]]) -> None:
         """Replace customers' value facts wholesale (demo data; live events go through apply_events)."""
         pipe = self.client.pipeline(transaction=False)

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import httpx2
+import orjson
 import pytest
 from google.protobuf import struct_pb2
 from grpc import aio
@@ -465,8 +466,11 @@ async def test_bench_service_only_when_enabled(engine: Engine, grpc_channel: aio
     running = await start_grpc(engine, "127.0.0.1", 0)
     try:
         async with aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
-            response = await bench_pb2_grpc.BenchStub(ch).Bare(bench_pb2.BareRequest(customer_id="alice"))
+            stub = bench_pb2_grpc.BenchStub(ch)
+            response = await stub.Bare(bench_pb2.BareRequest(customer_id="alice"))
             assert b'"tier"' in response.profile_json
+            pooled = await stub.BareRedisPy(bench_pb2.BareRequest(customer_id="alice"))
+            assert orjson.loads(pooled.profile_json) == orjson.loads(response.profile_json), "both baselines read the same"
     finally:
         await running.stop(grace=0)
 

@@ -129,14 +129,17 @@ def test_health_readiness_and_docs(http: TestClient) -> None:
     assert {"/v1/decisions", "/v1/events", "/v1/feedback", "/v1/customers/{customer_id}"} <= set(paths)
 
 
-def test_bench_endpoint_only_when_enabled(http: TestClient, settings: Settings, clock: FixedClock) -> None:
-    assert http.get("/bench/bare/alice").status_code == 404
-    assert "/bench/bare/{customer_id}" not in http.get("/openapi.json").json()["paths"]
+@pytest.mark.parametrize("path", ["/bench/bare", "/bench/bare-redis-py"])
+def test_bench_endpoints_only_when_enabled(http: TestClient, settings: Settings, clock: FixedClock, path: str) -> None:
+    assert http.get(f"{path}/alice").status_code == 404
+    assert f"{path}/{{customer_id}}" not in http.get("/openapi.json").json()["paths"]
     with TestClient(create_app(settings.model_copy(update={"bench_endpoints": True}), clock=clock)) as bench:
-        response = bench.get("/bench/bare/alice")
+        assert f"{path}/{{customer_id}}" not in bench.get("/openapi.json").json()["paths"]
+        response = bench.get(f"{path}/alice")
         assert response.status_code == 200
         assert "tier" in response.json(), "the bare read returns the stored profile"
-        assert bench.get("/bench/bare/nobody").json() == {}
+        assert response.json() == bench.get("/bench/bare/alice").json(), "both baselines read the same"
+        assert bench.get(f"{path}/nobody").json() == {}
 
 
 def test_redis_down_gives_a_degraded_fallback_answer_and_not_ready(clock: FixedClock) -> None:

@@ -1,5 +1,5 @@
-"""The benchmark's arithmetic: paired rounds in alternating order, the median of their ratios,
-and samples that add up. (The figures themselves are read, not asserted.)"""
+"""The benchmark's arithmetic: rounds in alternating order, the median of their ratios against
+each baseline, and samples that add up. (The figures themselves are read, not asserted.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from loadtests import bench
-from loadtests.bench import Comparison, Sample, Tally, paired_rounds, summarize
+from loadtests.bench import Comparison, Sample, Tally, alternating_rounds, summarize
 
 
 def sample(ok: int, seconds: float, server_cpu_s: float, errors: int = 0) -> Sample:
@@ -32,7 +32,7 @@ def test_samples_add_up() -> None:
     assert total.elapsed_s == 4.0 and total.cpu_s == {"server": 2.0, "load generator": 0.2}
 
 
-def test_paired_rounds_alternate_and_report_the_median(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_alternating_rounds_alternate_and_report_the_median(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench, "PAUSE_BETWEEN_S", 0.0)
     order: list[str] = []
     # Round r: bare 1,000 req/s; decisions r × 100 req/s, so the ratios are 0.1, 0.2, 0.3, 0.4, 0.9.
@@ -46,18 +46,45 @@ def test_paired_rounds_alternate_and_report_the_median(monkeypatch: pytest.Monke
         n = next(decisions)
         return sample(n, seconds, 1.0)  # one second of server CPU whatever the count
 
-    result = asyncio.run(paired_rounds(5, 1.0, measure))
+    result = asyncio.run(alternating_rounds(5, 1.0, measure, kinds=("bare", "decisions")))
     assert order == ["bare", "decisions", "decisions", "bare", "bare", "decisions", "decisions", "bare", "bare", "decisions"]
-    assert result.ratios == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.9])
-    assert result.ratio == pytest.approx(0.3)  # the median: one odd round does not move it
-    assert result.cpu_ratio == pytest.approx(0.3, rel=1e-3)  # 1 ms per bare request against 3.333 ms per decision
+    assert result.ratios() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.9])
+    assert result.ratio() == pytest.approx(0.3)  # the median: one odd round does not move it
+    assert result.cpu_ratio() == pytest.approx(0.3, rel=1e-3)  # 1 ms per bare request against 3.333 ms per decision
     assert result.bare.requests == 5_000 and result.decisions.requests == 1_900
     assert result.decisions.throughput_rps == pytest.approx(380.0)
-    assert [b.name for b, _ in result.rounds] == [f"bare, round {r}" for r in range(1, 6)]
+    assert [r["bare"].name for r in result.rounds] == [f"bare, round {r}" for r in range(1, 6)]
     payload = result.as_json()
     assert payload["ratio_decisions_to_bare"] == pytest.approx(0.3) and len(payload["rounds"]) == 5
 
 
+def test_each_baseline_gets_its_own_ratio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three kinds: forwards in odd rounds, backwards in even ones, and decisions are compared with
+    each baseline measured in the same round."""
+    monkeypatch.setattr(bench, "PAUSE_BETWEEN_S", 0.0)
+    order: list[str] = []
+    rates = {"bare": iter([1_000, 800, 1_000]), "bare_redis_py": iter([400, 400, 500]), "decisions": iter([200, 200, 300])}
+
+    async def measure(kind: str, seconds: float) -> Sample:
+        order.append(kind)
+        n = next(rates[kind])
+        return sample(n, seconds, n / 2_000)  # half a millisecond of server CPU per request, for every kind
+
+    result = asyncio.run(alternating_rounds(3, 1.0, measure))
+    forwards = ["bare", "bare_redis_py", "decisions"]
+    assert order == forwards + forwards[::-1] + forwards
+    assert result.baselines == ["bare", "bare_redis_py"]
+    assert result.ratios("bare") == pytest.approx([0.2, 0.25, 0.3])
+    assert result.ratios("bare_redis_py") == pytest.approx([0.5, 0.5, 0.6])
+    assert result.ratio("bare_redis_py") == pytest.approx(0.5)
+    assert result.cpu_ratio("bare_redis_py") == pytest.approx(1.0)
+    ratios = result.as_json()["ratios"]
+    assert ratios["bare"]["throughput"] == pytest.approx(0.25)
+    assert ratios["bare_redis_py"]["per_round"] == pytest.approx([0.5, 0.5, 0.6])
+    assert result.totals["bare_redis_py"].requests == 1_300
+
+
 def test_no_ratio_without_bare_throughput() -> None:
     empty = summarize("bare", Sample(Tally(), 1.0, {}))
-    assert Comparison([(empty, empty)], empty, empty).ratio is None
+    result = Comparison([{"bare": empty, "decisions": empty}], {"bare": empty, "decisions": empty})
+    assert result.ratio() is None and result.ratios() == []

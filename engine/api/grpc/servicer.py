@@ -182,7 +182,8 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer, _Guarded):
 
 
 class BenchServicer(bench_pb2_grpc.BenchServicer, _Guarded):
-    """The benchmark's floor: one Redis read behind the same server, limit and error mapping."""
+    """The benchmark's baselines: one Redis read behind the same server, limit and error mapping,
+    over the hot-path connection or through redis-py."""
 
     def __init__(self, store: RedisStore, limit: ConcurrencyLimit) -> None:
         self.store = store
@@ -191,3 +192,7 @@ class BenchServicer(bench_pb2_grpc.BenchServicer, _Guarded):
     @_rpc
     async def Bare(self, request: bench_pb2.BareRequest, context: aio.ServicerContext) -> bench_pb2.BareResponse:  # noqa: N802 (the proto names it)
         return bench_pb2.BareResponse(profile_json=await self.store.bare_read(request.customer_id))
+
+    @_rpc
+    async def BareRedisPy(self, request: bench_pb2.BareRequest, context: aio.ServicerContext) -> bench_pb2.BareResponse:  # noqa: N802 (the proto names it)
+        return bench_pb2.BareResponse(profile_json=await self.store.bare_read_redis_py(request.customer_id))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12nba/v1/bench.proto\x12\x06nba.v1\"\"\n\x0b\x42\x61reRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"$\n\x0c\x42\x61reResponse\x12\x14\n\x0cprofile_json\x18\x01 \x01(\x0c\x32:\n\x05\x42\x65nch\x12\x31\n\x04\x42\x61re\x12\x13.nba.v1.BareRequest\x1a\x14.nba.v1.BareResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12nba/v1/bench.proto\x12\x06nba.v1\"\"\n\x0b\x42\x61reRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"$\n\x0c\x42\x61reResponse\x12\x14\n\x0cprofile_json\x18\x01 \x01(\x0c\x32t\n\x05\x42\x65nch\x12\x31\n\x04\x42\x61re\x12\x13.nba.v1.BareRequest\x1a\x14.nba.v1.BareResponse\x12\x38\n\x0b\x42\x61reRedisPy\x12\x13.nba.v1.BareRequest\x1a\x14.nba.v1.BareResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,5 +36,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BARERESPONSE']._serialized_start=66
   _globals['_BARERESPONSE']._serialized_end=102
   _globals['_BENCH']._serialized_start=104
-  _globals['_BENCH']._serialized_end=162
+  _globals['_BENCH']._serialized_end=220
 # @@protoc_insertion_point(module_scope)
