@@ -729,7 +729,7 @@ def print_report(comparison: Comparison, header: str, extra: Sequence[Measuremen
         "server CPU ms/req",
         "CPU % server/redis/gen",
     ):
-        table.add_column(column, justify="left" if column == "measurement" else "right")
+        table.add_column(column, justify="left" if column == "measurement" else "right", no_wrap=column == "measurement")
     for m in rows:
         cpu = "/".join(fmt(m.cpu_pct.get(k), 0) for k in ("server", "redis", "load generator"))
         table.add_row(
