@@ -8,9 +8,9 @@ with the same concurrency and duration:
 * ``bare``: ``GET /bench/bare/{id}``, one HGETALL and nothing else, written and routed like
   the decision endpoint and sent over the decisions' own Redis connection (engine.state.multiplex):
   the floor set by the web stack and one Redis round trip, the strictest baseline there is.
-* ``bare_redis_py``: ``GET /bench/bare-redis-py/{id}``, the same HGETALL as DESIGN §9's bare
-  endpoint is written (and as most Redis-backed endpoints are): FastAPI resolves the path
-  parameter and a dependency, redis-py's pooled client reads, the answer is orjson bytes.
+* ``bare_redis_py``: ``GET /bench/bare-redis-py/{id}``, the same HGETALL in the conventional bare
+  endpoint, written as most Redis-backed endpoints are: FastAPI resolves the path parameter and
+  a dependency, redis-py's pooled client reads, the answer is orjson bytes.
 * ``decisions``: ``POST /v1/decisions`` with a realistic mix of channels and placements.
 * ``events``: ``POST /v1/events`` in batches of 100 (page_view, cart_add, purchase).
 
@@ -24,7 +24,7 @@ round's figures.
 The ratio decisions/bare throughput says how much of the request budget the decision logic
 eats; the target is at least 0.5. It is reported against both baselines: the strict one prices
 everything a decision does beyond one read on the engine's own fast path; the redis-py one is
-the endpoint the target was set against (DESIGN §9). The benchmark prints figures and writes them
+the kind of endpoint the target was set against. The benchmark prints figures and writes them
 to JSON; it never asserts, because figures on a shared two-core machine are for reading, not gating.
 
 Why not locust: its Python client spends more CPU per request than the server under test, so
@@ -67,7 +67,7 @@ TARGET_RATIO = 0.5
 ROUNDS = 5
 BARE, BARE_REDIS_PY, DECISIONS = "bare", "bare_redis_py", "decisions"
 BASELINES = (BARE, BARE_REDIS_PY)
-"""What decisions are compared against: the strict bare endpoint, and DESIGN §9's (see above)."""
+"""What decisions are compared against: the strict bare endpoint, and the conventional one (see above)."""
 EVENTS_PER_BATCH = 100
 PAUSE_BETWEEN_S = 0.5  # lets the server finish in-flight work so one measurement does not bleed into the next
 MAX_ERROR_SAMPLES = 5

@@ -8,7 +8,7 @@ on), and drives it from this process over one channel, keeping `concurrency` cal
 * ``bare``: ``nba.v1.Bench/Bare``, one HGETALL and nothing else, over the decisions' own Redis
   connection: the floor set by the gRPC stack and one Redis round trip.
 * ``bare_redis_py``: ``nba.v1.Bench/BareRedisPy``, the same read through redis-py's pooled
-  client, as a Redis-backed handler is usually written (DESIGN §9).
+  client, as a Redis-backed handler is usually written.
 * ``decisions``: ``nba.v1.DecisionService/Decide`` with the HTTP benchmark's mix of channels
   and placements.
 

@@ -377,7 +377,7 @@ class RedisStore:
 
     async def bare_read_redis_py(self, customer_id: str) -> bytes:
         """The same HGETALL through redis-py's pooled client, the way a Redis-backed endpoint is
-        usually written (DESIGN §9's bare endpoint): the benchmark's second baseline."""
+        usually written: the benchmark's conventional baseline."""
         async with self._guard():
             raw = await self.client.hgetall(keys.profile(customer_id))
         return orjson.dumps({k.decode(): v.decode() for k, v in raw.items()})

@@ -160,9 +160,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
         @app.get("/bench/bare-redis-py/{customer_id}", include_in_schema=False)
         async def bare_redis_py(customer_id: Annotated[str, Path(max_length=64)], engine: EngineDep) -> Response:
-            # DESIGN §9's bare endpoint, written as such endpoints usually are: FastAPI resolves
-            # the path parameter and the engine, redis-py's pooled client reads, and the answer
-            # is pre-serialised orjson bytes.
+            # The conventional bare endpoint, written as Redis-backed endpoints usually are:
+            # FastAPI resolves the path parameter and the engine, redis-py's pooled client reads,
+            # and the answer is pre-serialised orjson bytes.
             with limit:
                 return Response(await engine.store.bare_read_redis_py(customer_id), media_type="application/json")
 

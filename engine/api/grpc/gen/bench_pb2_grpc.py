@@ -59,7 +59,7 @@ class BenchServicer:
 
     def BareRedisPy(self, request, context):
         """The same read through redis-py's pooled client, as a Redis-backed handler is usually
-        written (DESIGN §9's bare endpoint).
+        written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
