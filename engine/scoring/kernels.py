@@ -7,10 +7,11 @@ Per decision, every candidate that survived the rules gets
   feature, which is why ``bias`` is a single scalar shared by all candidates);
 * a propensity that blends it with the treatment's Beta prior, so a treatment the model has
   barely seen is not judged on noise: ``w = evidence / (evidence + prior_strength)`` with
-  ``prior_strength = α + β`` and ``evidence`` the number of examples the model learned for that
-  treatment, ``propensity = (1 - w) · prior_mean + w · p_m``. With no evidence ``w`` is 0 and the
-  propensity is exactly the prior mean; with no prior (strength 0) and some evidence it is
-  exactly ``p_m``; with neither it falls back to the prior mean;
+  ``evidence`` the number of examples the model learned for that treatment and
+  ``prior_strength`` the evidence at which model and prior weigh the same (the serving pipeline
+  passes the model spec's ``evidence_threshold``), ``propensity = (1 - w) · prior_mean + w · p_m``.
+  With no evidence ``w`` is 0 and the propensity is exactly the prior mean; with no prior
+  (strength 0) and some evidence it is exactly ``p_m``; with neither it falls back to the prior mean;
 * ``priority = propensity × context_weight × value × lever``.
 
 Array contract (anything else makes numba compile another specialisation on the hot path, which
