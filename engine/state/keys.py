@@ -16,6 +16,9 @@ STREAM_DECISIONS = "s:decisions"
 STREAM_FEEDBACK = "s:feedback"
 STREAM_OUTBOUND = "s:outbound"
 """Messages triggers emit for push, email and SMS senders (each entry `m` = JSON with an `id`)."""
+STREAM_OUTBOUND_DEAD = "s:outbound:dead"
+"""Outbound messages the webhook sender gave up on: `m` as on the outbound stream, plus the
+entry id, the attempts made and the last failure."""
 
 DAY_CAPS_TTL_S = 2 * 86_400
 WEEK_CAPS_TTL_S = 8 * 86_400

@@ -1,0 +1,135 @@
+"""Webhook delivery of outbound messages, against real Redis and a real HTTP receiver."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import pytest
+from redis import Redis
+from redis import asyncio as aioredis
+
+from engine.api.webhook import WebhookSender
+from engine.state import keys
+from engine.state.outbound_store import GROUP, OutboundStore
+
+pytestmark = pytest.mark.anyio
+
+
+class Receiver:
+    """An HTTP server that records what it is sent and answers with the statuses it is given."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, Any], dict[str, str]]] = []
+        self.statuses: list[int] = []  # answers to give, in order; 200 once they run out
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.received.append((orjson.loads(body), {k.lower(): v for k, v in self.headers.items()}))
+                status = owner.statuses.pop(0) if owner.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def ids(self) -> list[str]:
+        return [body["id"] for body, _ in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def emit(redis_sync: Redis, message_id: str, customer_id: str = "alice") -> None:
+    message = {"id": message_id, "customer_id": customer_id, "channel": "mobile_app", "treatment": "apology_upgrade"}
+    redis_sync.xadd(keys.STREAM_OUTBOUND, {"m": orjson.dumps(message)})
+
+
+def pending(redis_sync: Redis) -> int:
+    return int(redis_sync.xpending(keys.STREAM_OUTBOUND, GROUP)["pending"])
+
+
+async def sender(redis_async: aioredis.Redis, receiver: Receiver, **options: Any) -> WebhookSender:
+    store = OutboundStore(redis_async)
+    await store.ensure_group()
+    return WebhookSender(store, receiver.url, consumer="test-sender", timeout_s=2.0, **options)
+
+
+async def test_each_message_is_posted_once_with_its_id_as_idempotency_key(
+    redis_async: aioredis.Redis, redis_sync: Redis, receiver: Receiver
+) -> None:
+    emit(redis_sync, "before-the-webhook")  # emitted before any sender existed: not meant for it
+    s = await sender(redis_async, receiver)
+    emit(redis_sync, "flight_delay_apology:alice:e1")
+    emit(redis_sync, "flight_delay_apology:bob:e1", "bob")
+    assert await s.step() == 2
+    assert receiver.ids() == ["flight_delay_apology:alice:e1", "flight_delay_apology:bob:e1"]
+    body, headers = receiver.received[0]
+    assert body["treatment"] == "apology_upgrade" and body["customer_id"] == "alice"
+    assert headers["idempotency-key"] == "flight_delay_apology:alice:e1"
+    assert headers["content-type"] == "application/json"
+    assert pending(redis_sync) == 0, "delivered messages are acknowledged"
+    assert await s.step() == 0 and len(receiver.received) == 2, "nothing is sent twice"
+
+
+async def test_a_failed_post_stays_pending_and_is_sent_again(
+    redis_async: aioredis.Redis, redis_sync: Redis, receiver: Receiver
+) -> None:
+    s = await sender(redis_async, receiver, retry_after_s=0.0)
+    emit(redis_sync, "m1")
+    receiver.statuses = [503]
+    assert await s.step() == 0
+    assert pending(redis_sync) == 1, "not acknowledged after a 503"
+    assert await s.step() == 1
+    assert receiver.ids() == ["m1", "m1"] and pending(redis_sync) == 0
+    assert redis_sync.xlen(keys.STREAM_OUTBOUND_DEAD) == 0
+
+
+async def test_an_unreachable_receiver_loses_nothing(redis_async: aioredis.Redis, redis_sync: Redis, receiver: Receiver) -> None:
+    store = OutboundStore(redis_async)
+    await store.ensure_group()
+    down = WebhookSender(store, "http://127.0.0.1:1/hook", consumer="a", timeout_s=0.5, retry_after_s=0.0)
+    emit(redis_sync, "m1")
+    assert await down.step() == 0 and pending(redis_sync) == 1
+    # Another sender (another process, say) takes the message over once it has waited.
+    up = WebhookSender(store, receiver.url, consumer="b", retry_after_s=0.0)
+    assert await up.step() == 1 and receiver.ids() == ["m1"] and pending(redis_sync) == 0
+
+
+async def test_a_message_the_receiver_refuses_or_that_runs_out_of_attempts_is_dead_lettered(
+    redis_async: aioredis.Redis, redis_sync: Redis, receiver: Receiver
+) -> None:
+    s = await sender(redis_async, receiver, retry_after_s=0.0, max_attempts=2)
+    emit(redis_sync, "refused")
+    receiver.statuses = [400]
+    await s.step()
+    emit(redis_sync, "flaky")
+    receiver.statuses = [500, 500, 200]
+    await s.step()
+    await s.step()
+    assert pending(redis_sync) == 0, "given-up messages do not block the ones behind them"
+    dead = {orjson.loads(f[b"m"])["id"]: f for _, f in redis_sync.xrange(keys.STREAM_OUTBOUND_DEAD)}
+    assert set(dead) == {"refused", "flaky"}
+    assert dead["refused"][b"reason"] == b"HTTP 400"
+    assert dead["flaky"][b"attempts"] == b"2" and b"HTTP 500" in dead["flaky"][b"reason"]
+    assert receiver.ids() == ["refused", "flaky", "flaky"], "a 400 is not retried; a 500 is, up to the limit"
+    assert s.dead == 2
