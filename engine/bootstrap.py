@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from redis import asyncio as aioredis
 
+from engine.api.webhook import WebhookSender
 from engine.clock import Clock, SystemClock
 from engine.decision import exploration
 from engine.decision.service import DecisionService
@@ -37,6 +38,7 @@ from engine.settings import Settings
 from engine.state.connect import open_redis, store_for
 from engine.state.embedded import EmbeddedRedis
 from engine.state.learning_store import LearningStore
+from engine.state.outbound_store import OutboundStore
 from engine.state.redis_store import RedisStore
 from engine.state.value_store import ValueStore
 
@@ -139,6 +141,20 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def webhook_sender(client: aioredis.Redis, settings: Settings) -> WebhookSender | None:
+    """The outbound webhook sender, when a webhook is configured."""
+    if settings.outbound_webhook_url is None:
+        return None
+    return WebhookSender(
+        OutboundStore(client, stream_maxlen=settings.stream_maxlen),
+        settings.outbound_webhook_url,
+        consumer=consumer_name(),
+        timeout_s=settings.outbound_webhook_timeout_s,
+        retry_after_s=settings.outbound_webhook_retry_s,
+        max_attempts=settings.outbound_webhook_max_attempts,
+    )
+
+
 @asynccontextmanager
 async def open_engine(
     settings: Settings, *, clock: Clock | None = None, client: aioredis.Redis | None = None
@@ -178,6 +194,15 @@ async def open_engine(
             for spec in models.specs
             if spec.enabled
         ]
+    sender = webhook_sender(client, settings)
+    if sender is not None:
+        # The group exists before the first request is served, so no message emitted from then
+        # on can miss the webhook (it is created at the stream's end; see OutboundStore).
+        with contextlib.suppress(StoreUnavailable):
+            await sender.store.ensure_group()
+    # Cancelled at shutdown rather than waited for: it may be blocked reading the stream, and a
+    # message it was sending stays pending for the next sender (delivery is at least once).
+    sending = asyncio.create_task(sender.run(stop), name="webhook") if sender is not None else None
     reloader = RuleReloader(rules, clock, metrics, gate=rules_gate(settings))
     if (watcher := watch_rule_files(reloader, settings, stop)) is not None:
         tasks.append(watcher)
@@ -186,7 +211,9 @@ async def open_engine(
     finally:
         stop.set()
         follower.cancel()  # it may be waiting on pub/sub; nothing to finish
-        await asyncio.gather(follower, *tasks, return_exceptions=True)
+        if sending is not None:
+            sending.cancel()
+        await asyncio.gather(follower, *tasks, *([sending] if sending else []), return_exceptions=True)
         await store.aclose()
         if owns_client:
             await client.aclose()

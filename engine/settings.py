@@ -41,11 +41,32 @@ class Settings(BaseSettings):
     models_dir: Path = Field(default=Path("models"), description="Model specs; missing or empty: priors only.")
     learner: bool = Field(default=True, description="Run a learner in the serving process (or run `nba learner`).")
     timer_worker: bool = Field(default=True, description="Fire trigger timers in the serving process (or run `nba worker`).")
+    outbound_webhook_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="POST every outbound message (what triggers emit) here as JSON, at least once, with the "
+        "message id as Idempotency-Key; serving processes and `nba worker` share the sending.",
+    )
+    outbound_webhook_timeout_s: float = Field(default=2.0, gt=0, le=60, description="Time a webhook POST may take.")
+    outbound_webhook_retry_s: float = Field(
+        default=5.0, ge=0, le=3_600, description="How long a message that failed to send waits before it is sent again."
+    )
+    outbound_webhook_max_attempts: int = Field(
+        default=8, ge=1, le=1_000, description="Sends of one message before it goes to the dead-letter stream `s:outbound:dead`."
+    )
     random_seed: int | None = Field(default=None, description="Seed exploration, for repeatable runs.")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port.")
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     max_concurrent_rpcs: int = Field(default=1_000, ge=1, description="gRPC calls beyond this get RESOURCE_EXHAUSTED.")
+    grpc_drain_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=300,
+        description="On SIGINT/SIGTERM, gRPC health says NOT_SERVING this long, calls still answered, before the server "
+        "stops taking new ones: the time load balancers need to see it and move traffic away (set it to their "
+        "health-check interval).",
+    )
     max_concurrent_requests: int = Field(
         default=1_000, ge=1, description="HTTP API requests in flight beyond this get 503 `overloaded` with Retry-After."
     )

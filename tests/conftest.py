@@ -16,6 +16,7 @@ from redis import asyncio as aioredis
 
 from engine.clock import FixedClock
 from engine.state.embedded import EmbeddedRedis
+from tests.webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_RULES = ROOT / "rules"
@@ -59,3 +60,11 @@ async def redis_async(redis_url: str, redis_sync: Redis) -> AsyncIterator[aiored
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(T0)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver listening on a free loopback port."""
+    r = Receiver()
+    yield r
+    r.close()

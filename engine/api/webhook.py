@@ -11,6 +11,8 @@ often the message is sent or emitted), so the receiver can drop repeats. A 4xx a
 than 408, 425 or 429 says the receiver will never take the message, and so does running out of
 attempts; either way the message goes to the dead-letter stream (`s:outbound:dead`) with the
 reason, where an operator can see and replay it, instead of blocking the ones behind it.
+Messages are sent side by side, so a receiver must not rely on their order (a retried one
+arrives after later ones anyway).
 
 The POST itself uses the standard library in a worker thread: messages are few (one per trigger
 firing), and a thread per request in flight costs less than another HTTP client dependency.

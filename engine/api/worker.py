@@ -1,4 +1,5 @@
-"""`nba worker`: fire trigger timers in a process of its own.
+"""`nba worker`: fire trigger timers, and send outbound messages to the webhook when one is
+configured (NBA_OUTBOUND_WEBHOOK_URL), in a process of its own.
 
 Claims are leased in Redis, so any number of workers (and serving processes with
 NBA_TIMER_WORKER=true) can run side by side; each timer fires once, and again only if the worker
@@ -11,10 +12,11 @@ the worker says so on its output.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from engine.api.process import worker_process
-from engine.bootstrap import consumer_name, open_rules, rules_gate, watch_rule_files
+from engine.bootstrap import consumer_name, open_rules, rules_gate, watch_rule_files, webhook_sender
 from engine.clock import SystemClock
 from engine.decision.timers import TimerWorker
 from engine.metrics import MetricsRegistry
@@ -37,7 +39,11 @@ async def run_timer_worker(settings: Settings, *, announce: Callable[[str], None
         store = store_for(client, settings)
         await store.prepare()
         watcher = watch_rule_files(reloader, settings, stop)
-        announce(f"timer worker {consumer_name()}: {len(rules.current.triggers)} triggers; stop with Ctrl-C")
-        await TimerWorker(store, rules, clock).run(stop)
+        sender = webhook_sender(client, settings)
+        if sender is not None:
+            await sender.store.ensure_group()  # before saying so: what is emitted from then on is sent
+        sending = f"; sending outbound messages to {settings.outbound_webhook_url}" if sender else ""
+        announce(f"timer worker {consumer_name()}: {len(rules.current.triggers)} triggers{sending}; stop with Ctrl-C")
+        await asyncio.gather(TimerWorker(store, rules, clock).run(stop), *([sender.run(stop)] if sender else []))
         if watcher is not None:
             await watcher
