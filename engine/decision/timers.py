@@ -7,6 +7,25 @@ lease to lapse and another fires the timer again. What a timer does is computed 
 time, not from the clock, so firing twice sets the same flag expiry and emits the same message
 id: firing is idempotent (outbound consumers de-duplicate by `id`). A worker that fell behind
 catches up: it keeps claiming while anything is due.
+
+A claim is a promise to fire later, and the customer may act in between: a checkout cancels
+the abandoned-cart timer, a new cart_add starts it again with a later due time. Whatever the
+worker read at claim time is then stale. Cancelling or restarting a timer therefore removes any
+claim on it, in the same script on the timer's shard (engine.state.scripts.SCHEDULE_TIMERS), and
+just before applying, the worker asks which of its claims it still holds under its lease
+(HELD_TIMERS) and applies only those. A timer fires at that check or not at all: an event that
+reached the shard before the check stops it, whatever the worker had claimed.
+
+The check and the effects cannot be one atomic step: the timer's keys and the customer's
+(flags, counters) are in different hash slots, so no script may touch both on Redis Cluster.
+What remains is the one round trip between the check and the effects landing. An event whose
+cancel reaches the shard in that window counts as coming after the timer fired, and its own
+writes may land before the timer's: a checkout's `clear_flags: [cart_abandoned]` can be
+overtaken by the firing timer setting that flag. Closing that window would take a second record
+of every timer in its customer's slot, checked by the script that applies the effects; the
+window is kept to one round trip instead. A worker that dies between the check and its effects
+leaves its claim to lapse as before, and a cancel meanwhile removes the claim: the timer then
+does not fire at all, as if the check had not happened.
 """
 
 from __future__ import annotations
@@ -14,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from engine.clock import Clock
@@ -29,12 +49,14 @@ POLL_S = 0.2
 
 class TimerStore(Protocol):
     async def claim_timers(
-        self, shard: int, now_ms: int, limit: int, lease_ms: int
+        self, shard: int, now_ms: int, limit: int, lease_until_ms: int
     ) -> list[tuple[str, dict[str, Any] | None]]: ...
 
-    async def complete_timers(self, shard: int, timer_ids: list[str]) -> None: ...
+    async def held_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> Collection[str]: ...
 
-    async def apply_timer_effects(self, effects: list[tuple[str, TriggerEffects]]) -> None: ...
+    async def complete_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> None: ...
+
+    async def apply_timer_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None: ...
 
 
 class TimerWorker:
@@ -50,27 +72,30 @@ class TimerWorker:
     async def fire_due(self) -> int:
         """Fire everything due now, on every shard; returns how many timers fired."""
         now = self.clock.now_ms()
+        lease_until = now + self.lease_ms
         fired = 0
         for shard in range(keys.TIMER_SHARDS):
             while True:
-                claimed = await self.store.claim_timers(shard, now, self.batch, self.lease_ms)
+                claimed = await self.store.claim_timers(shard, now, self.batch, lease_until)
                 if not claimed:
                     break
-                effects = self._effects(claimed)
+                ids = [tid for tid, _ in claimed]
+                # As late as possible: what was cancelled or restarted since the claim is left out.
+                held = await self.store.held_timers(shard, ids, lease_until)
+                live = [(tid, payload) for tid, payload in claimed if tid in held and payload is not None]
+                effects = self._effects(live)
                 if effects:
                     await self.store.apply_timer_effects(effects)
-                await self.store.complete_timers(shard, [tid for tid, _ in claimed])
-                fired += len(claimed)
+                await self.store.complete_timers(shard, ids, lease_until)
+                fired += len(live)
                 if len(claimed) < self.batch:
                     break
         return fired
 
-    def _effects(self, claimed: list[tuple[str, dict[str, Any] | None]]) -> list[tuple[str, TriggerEffects]]:
+    def _effects(self, live: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, TriggerEffects]]:
         rules = self.rules.current
         out = []
-        for timer_id, payload in claimed:
-            if payload is None:
-                continue  # cancelled after it was claimed
+        for timer_id, payload in live:
             trigger = rules.triggers_by_id.get(payload.get("trigger", ""))
             if trigger is None:
                 log.warning("timer %s: trigger %r is no longer in the rules; dropped", timer_id, payload.get("trigger"))

@@ -62,7 +62,9 @@ def timer_id(trigger_id: str, customer_id: str) -> str:
 
 def _apply_actions(out: TriggerEffects, actions: Actions, *, trigger: str, customer_id: str, ts: int, cause: str) -> None:
     """`ts` is when the actions happen (the event's time, or the timer's due time), so a retried
-    timer computes the same expiry and the same message id: firing is idempotent."""
+    timer computes the same expiry and the same message id: firing is idempotent. The message id
+    names the customer because `cause` (an event id, or the due time) is unique for one customer
+    only, and consumers de-duplicate across all of them."""
     if actions.set_flag is not None:
         out.flags_set[actions.set_flag.name] = ts + actions.set_flag.expires_after.ms
     for name in actions.clear_flags:
@@ -74,7 +76,7 @@ def _apply_actions(out: TriggerEffects, actions: Actions, *, trigger: str, custo
         emit = actions.emit
         out.emits.append(
             {
-                "id": f"{trigger}:{cause}",
+                "id": f"{trigger}:{customer_id}:{cause}",
                 "customer_id": customer_id,
                 "channel": emit.channel,
                 "treatment": emit.treatment,

@@ -22,7 +22,7 @@ from engine.errors import StoreUnavailable
 from engine.rules.triggers import TriggerEffects
 from engine.state import keys
 from engine.state.multiplex import Multiplexer
-from engine.state.scripts import APPLY_FACTS, SCRIPTS, Scripts
+from engine.state.scripts import APPLY_FACTS, SCHEDULE_TIMERS, SCRIPTS, Scripts
 
 PURCHASES_KEPT = 50
 MAX_COUNTER_ENTRIES = 1_000
@@ -93,6 +93,11 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 
 def _ints(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def _timer_keys(shard: int) -> list[str]:
+    """The keys every timer script takes, all in the shard's hash slot."""
+    return [keys.timer_due(shard), keys.timer_inflight(shard), keys.timer_data(shard)]
 
 
 def _fact_ops(facts: dict[str, float]) -> list[Any]:
@@ -287,13 +292,13 @@ class RedisStore:
             pipe.zremrangebyrank(key, 0, -(MAX_COUNTER_ENTRIES + 1))
             pipe.pexpire(key, window_ms)
         if fx.timers_set or fx.timers_cancel:
-            shard = keys.timer_shard(cid)
+            # A script, so that a worker holding a claim on one of these timers sees the change
+            # whole (see engine.decision.timers); EVAL, as for value facts in apply_events.
+            args: list[Any] = [len(fx.timers_set)]
             for tid, (due, payload) in fx.timers_set.items():
-                pipe.zadd(keys.timer_due(shard), {tid: due})
-                pipe.hset(keys.timer_data(shard), tid, orjson.dumps(payload))
-            for tid in fx.timers_cancel:
-                pipe.zrem(keys.timer_due(shard), tid)
-                pipe.hdel(keys.timer_data(shard), tid)
+                args += (tid, due, orjson.dumps(payload))
+            args += fx.timers_cancel
+            pipe.eval(SCHEDULE_TIMERS, 3, *_timer_keys(keys.timer_shard(cid)), *args)
         for message in fx.emits:
             pipe.xadd(keys.STREAM_OUTBOUND, {"m": orjson.dumps(message)}, maxlen=self.stream_maxlen, approximate=True)
 
@@ -304,18 +309,29 @@ class RedisStore:
             self._queue_triggers(pipe, cid, fx)
         await self._execute(pipe)
 
-    async def claim_timers(self, shard: int, now_ms: int, limit: int, lease_ms: int) -> list[tuple[str, dict[str, Any] | None]]:
-        keys_ = [keys.timer_due(shard), keys.timer_inflight(shard), keys.timer_data(shard)]
+    async def claim_timers(
+        self, shard: int, now_ms: int, limit: int, lease_until_ms: int
+    ) -> list[tuple[str, dict[str, Any] | None]]:
+        """Timers due by `now_ms`, claimed until `lease_until_ms`, with their payloads (None where
+        none is stored: a cancelled timer whose claim outlived it, completed without firing)."""
         async with self._guard():
-            flat = await self._scripts.run("claim_timers", keys_, [now_ms, limit, now_ms + lease_ms])
+            flat = await self._scripts.run("claim_timers", _timer_keys(shard), [now_ms, limit, lease_until_ms])
         pairs = _pairs(flat)
         return [(k.decode(), orjson.loads(v) if v else None) for k, v in pairs.items()]
 
-    async def complete_timers(self, shard: int, timer_ids: Sequence[str]) -> None:
+    async def held_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> set[str]:
+        """Which of these timers are still claimed under this lease: the others were cancelled,
+        started again or taken over since the claim, and must not fire on what was claimed."""
+        if not timer_ids:
+            return set()
+        async with self._guard():
+            held = await self._scripts.run("held_timers", [keys.timer_inflight(shard)], [lease_until_ms, *timer_ids])
+        return {tid.decode() for tid in held}
+
+    async def complete_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> None:
         if timer_ids:
-            keys_ = [keys.timer_due(shard), keys.timer_inflight(shard), keys.timer_data(shard)]
             async with self._guard():
-                await self._scripts.run("complete_timers", keys_, list(timer_ids))
+                await self._scripts.run("complete_timers", _timer_keys(shard), [lease_until_ms, *timer_ids])
 
     async def pending_timers(self, shard: int) -> dict[str, int]:
         async with self._guard():

@@ -74,6 +74,9 @@ return 1
 # Timers. KEYS: due, inflight, data. ARGV: now, limit, lease until.
 # Claims what is due, and what an earlier worker claimed but never completed (its lease lapsed),
 # moving each to `inflight`: a timer is handed to one worker at a time, and retried if it dies.
+# A lapsed claim whose timer a new event started again (it waits in `due`, later) is dropped
+# instead: taking it would fire the new schedule before its time. (SCHEDULE_TIMERS drops such a
+# claim as it starts the timer again; this covers claims left by writers that did not.)
 CLAIM_TIMERS = """
 local out = {}
 local function take(id)
@@ -82,22 +85,68 @@ local function take(id)
   table.insert(out, id)
   table.insert(out, redis.call('HGET', KEYS[3], id) or '')
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do take(id) end
-local room = tonumber(ARGV[2]) - #out / 2
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, limit)) do
+  local due = redis.call('ZSCORE', KEYS[1], id)
+  if due and tonumber(due) > now then redis.call('ZREM', KEYS[2], id) else take(id) end
+end
+local room = limit - #out / 2
 if room > 0 then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, room)) do take(id) end
 end
 return out
 """
 
-# KEYS: due, inflight, data. ARGV: timer ids fired. The payload stays if the timer was started
-# again meanwhile (a new event re-scheduled it while this one was being fired).
-COMPLETE_TIMERS = """
-for _, id in ipairs(ARGV) do
+# KEYS: due, inflight, data. ARGV: how many to start, then (id, due, payload) per timer started
+# and the ids of timers cancelled. Either way the timer's claim, if a worker holds one, is
+# removed: that is how the worker, which checks its claim just before it applies (HELD_TIMERS),
+# learns that what it claimed was cancelled or started again. One script, so a worker never sees
+# the claim still held next to a timer already changed.
+SCHEDULE_TIMERS = """
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  local id = ARGV[2 + 3 * i]
   redis.call('ZREM', KEYS[2], id)
-  if not redis.call('ZSCORE', KEYS[1], id) then redis.call('HDEL', KEYS[3], id) end
+  redis.call('ZADD', KEYS[1], ARGV[3 + 3 * i], id)
+  redis.call('HSET', KEYS[3], id, ARGV[4 + 3 * i])
 end
-return #ARGV
+for i = 2 + 3 * n, #ARGV do
+  redis.call('ZREM', KEYS[2], ARGV[i])
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('HDEL', KEYS[3], ARGV[i])
+end
+return 1
+"""
+
+# KEYS: inflight. ARGV: lease until, timer ids claimed with it.
+# The ids still claimed under that lease: neither cancelled, nor started again, nor taken over by
+# another worker after the lease lapsed. The worker applies only these.
+HELD_TIMERS = """
+local out = {}
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == lease then table.insert(out, ARGV[i]) end
+end
+return out
+"""
+
+# KEYS: due, inflight, data. ARGV: lease until, timer ids fired. A claim that is no longer this
+# worker's stays (another worker took it over and completes it); the payload stays while the
+# timer waits in `due` again or someone holds a claim on it.
+COMPLETE_TIMERS = """
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[2], id)
+  if score and tonumber(score) == lease then
+    redis.call('ZREM', KEYS[2], id)
+    score = false
+  end
+  if not score and not redis.call('ZSCORE', KEYS[1], id) then redis.call('HDEL', KEYS[3], id) end
+end
+return #ARGV - 1
 """
 
 # KEYS: day caps, week caps, decision record, lifetime caps (treatment fields only).
@@ -123,6 +172,8 @@ SCRIPTS: Mapping[str, str] = {
     "claim_timers": CLAIM_TIMERS,
     "apply_facts": APPLY_FACTS,
     "complete_timers": COMPLETE_TIMERS,
+    "schedule_timers": SCHEDULE_TIMERS,
+    "held_timers": HELD_TIMERS,
 }
 
 

@@ -1,9 +1,10 @@
-"""Durable timers against real Redis: fire once, survive a dead worker, cancel, catch up."""
+"""Durable timers against real Redis: fire once, survive a dead worker, cancel (also after a claim), catch up."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from engine.decision.service import DecisionService
 from engine.decision.timers import TimerWorker
 from engine.domain import Event
 from engine.rules.registry import RuleRegistry
+from engine.rules.triggers import TriggerEffects
 from engine.state import keys
 from engine.state.redis_store import RedisStore
 from tests.conftest import EXAMPLE_RULES, T0
@@ -72,7 +74,7 @@ async def test_a_timer_claimed_by_a_dead_worker_fires_after_its_lease(world: Wor
     await cart_add(service, "c1")
     clock.advance(minutes=31)
     shard = keys.timer_shard("c1")
-    claimed = await store.claim_timers(shard, clock.now_ms(), 10, MINUTE)  # ... and the worker dies here
+    claimed = await store.claim_timers(shard, clock.now_ms(), 10, clock.now_ms() + MINUTE)  # ... and the worker dies here
     assert [tid for tid, _ in claimed] == ["cart_abandonment|c1"]
     assert await worker.fire_due() == 0, "claimed and leased: not fired twice at once"
     assert flag(redis_sync, "c1") is None
@@ -116,5 +118,137 @@ async def test_flight_delay_emits_one_outbound_message(world: World, redis_sync:
     await service.record_events([event])  # a retry is a duplicate: no second message
     messages = [orjson.loads(f[b"m"]) for _, f in redis_sync.xrange(keys.STREAM_OUTBOUND)]
     assert [(m["id"], m["channel"], m["treatment"]) for m in messages] == [
-        ("flight_delay_apology:fd1", "push", "apology_upgrade")
+        ("flight_delay_apology:c1:fd1", "push", "apology_upgrade")
     ]
+
+
+async def test_outbound_ids_differ_between_customers_whose_events_share_an_id(world: World, redis_sync: Redis) -> None:
+    service, _, _ = world
+    # Event ids are unique per customer only: two channels may well both send `fd1`.
+    for customer in ("c1", "c2"):
+        await service.record_events([Event("fd1", customer, "flight_delayed", attributes={"delay_minutes": 60})])
+    messages = [orjson.loads(f[b"m"]) for _, f in redis_sync.xrange(keys.STREAM_OUTBOUND)]
+    assert sorted((m["customer_id"], m["id"]) for m in messages) == [
+        ("c1", "flight_delay_apology:c1:fd1"),
+        ("c2", "flight_delay_apology:c2:fd1"),
+    ]
+
+
+class ActsAfterClaim:
+    """The real store, with the customer acting once between a worker's claim and the rest of its
+    firing: the interleaving a busy worker meets in production, made deterministic."""
+
+    def __init__(self, store: RedisStore, act: Callable[[], Awaitable[None]]) -> None:
+        self.store = store
+        self.act: Callable[[], Awaitable[None]] | None = act
+
+    async def claim_timers(
+        self, shard: int, now_ms: int, limit: int, lease_until_ms: int
+    ) -> list[tuple[str, dict[str, Any] | None]]:
+        claimed = await self.store.claim_timers(shard, now_ms, limit, lease_until_ms)
+        if claimed and self.act is not None:
+            act, self.act = self.act, None
+            await act()
+        return claimed
+
+    async def held_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> set[str]:
+        return await self.store.held_timers(shard, timer_ids, lease_until_ms)
+
+    async def complete_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> None:
+        await self.store.complete_timers(shard, timer_ids, lease_until_ms)
+
+    async def apply_timer_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None:
+        await self.store.apply_timer_effects(effects)
+
+
+def busy_worker(store: RedisStore, clock: FixedClock, act: Callable[[], Awaitable[None]]) -> TimerWorker:
+    return TimerWorker(ActsAfterClaim(store, act), RuleRegistry.from_directory(EXAMPLE_RULES), clock, lease_ms=MINUTE)
+
+
+async def test_a_timer_cancelled_after_its_claim_does_not_fire(world: World, clock: FixedClock, redis_sync: Redis) -> None:
+    service, _, store = world
+    await cart_add(service, "c1")
+    clock.advance(minutes=31)
+
+    async def checkout() -> None:
+        await service.record_events([Event("co", "c1", "checkout")])
+
+    assert await busy_worker(store, clock, checkout).fire_due() == 0
+    assert flag(redis_sync, "c1") is None, "the checkout came before the timer fired"
+    shard = keys.timer_shard("c1")
+    assert redis_sync.zcard(keys.timer_inflight(shard)) == redis_sync.hlen(keys.timer_data(shard)) == 0
+
+
+async def test_a_timer_restarted_after_its_claim_fires_at_its_new_due_time(
+    world: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    service, worker, store = world
+    await cart_add(service, "c1")
+    clock.advance(minutes=31)
+
+    async def another_cart_add() -> None:
+        await cart_add(service, "c1")  # at T0 + 31 min: now due at T0 + 61 min
+
+    assert await busy_worker(store, clock, another_cart_add).fire_due() == 0
+    assert flag(redis_sync, "c1") is None, "the wait started again before the timer fired"
+    assert await store.pending_timers(keys.timer_shard("c1")) == {"cart_abandonment|c1": T0 + 61 * MINUTE}
+    clock.advance(minutes=30)
+    assert await worker.fire_due() == 1
+    assert flag(redis_sync, "c1") == T0 + 61 * MINUTE + 3 * 86_400_000
+
+
+async def test_a_timer_restarted_while_a_dead_worker_held_it_waits_for_its_new_due_time(
+    world: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    service, worker, store = world
+    await cart_add(service, "c1")
+    clock.advance(minutes=31)
+    shard = keys.timer_shard("c1")
+    assert await store.claim_timers(shard, clock.now_ms(), 10, clock.now_ms() + MINUTE)  # ... and the worker dies here
+    await cart_add(service, "c1")  # due again at T0 + 61 min
+    clock.advance(minutes=2)  # the dead worker's lease has lapsed
+    assert await worker.fire_due() == 0, "not before its new due time"
+    assert flag(redis_sync, "c1") is None
+    assert await store.pending_timers(shard) == {"cart_abandonment|c1": T0 + 61 * MINUTE}
+    clock.advance(minutes=28)
+    assert await worker.fire_due() == 1
+    assert flag(redis_sync, "c1") == T0 + 61 * MINUTE + 3 * 86_400_000
+
+
+async def test_a_lapsed_claim_beside_a_later_schedule_is_dropped_not_fired(
+    world: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    """State as left by a writer that restarted a timer without removing the claim on it."""
+    _, worker, store = world
+    shard, tid = keys.timer_shard("c1"), "cart_abandonment|c1"
+    later = T0 + 30 * MINUTE
+    redis_sync.zadd(keys.timer_inflight(shard), {tid: T0 - MINUTE})
+    redis_sync.zadd(keys.timer_due(shard), {tid: later})
+    payload = {"trigger": "cart_abandonment", "customer_id": "c1", "due": later, "event_id": "e-late"}
+    redis_sync.hset(keys.timer_data(shard), tid, orjson.dumps(payload))
+    assert await worker.fire_due() == 0
+    assert flag(redis_sync, "c1") is None
+    assert redis_sync.zcard(keys.timer_inflight(shard)) == 0, "the stale claim is gone"
+    assert await store.pending_timers(shard) == {tid: later}
+    clock.advance(minutes=30)
+    assert await worker.fire_due() == 1
+    assert flag(redis_sync, "c1") == later + 3 * 86_400_000
+
+
+async def test_a_worker_whose_claim_was_taken_over_neither_fires_nor_completes_it(
+    world: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    service, _, store = world
+    await cart_add(service, "c1")
+    clock.advance(minutes=31)
+    shard, tid = keys.timer_shard("c1"), "cart_abandonment|c1"
+    slow_lease = clock.now_ms() + MINUTE
+    assert [t for t, _ in await store.claim_timers(shard, clock.now_ms(), 10, slow_lease)] == [tid]
+    clock.advance(minutes=2)  # the slow worker's lease lapses and another worker takes the timer
+    new_lease = clock.now_ms() + MINUTE
+    assert [t for t, _ in await store.claim_timers(shard, clock.now_ms(), 10, new_lease)] == [tid]
+    assert await store.held_timers(shard, [tid], slow_lease) == set()
+    await store.complete_timers(shard, [tid], slow_lease)
+    assert redis_sync.zscore(keys.timer_inflight(shard), tid) == new_lease, "still claimed by the other worker"
+    assert redis_sync.hexists(keys.timer_data(shard), tid)
+    assert await store.held_timers(shard, [tid], new_lease) == {tid}
