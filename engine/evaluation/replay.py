@@ -177,14 +177,53 @@ def rounds_from_logs(
 # Target policies: marginal inclusion probabilities over the logged candidates
 
 
-def _logged(context: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], Mapping[str, Any]]:
+CONTEXT_DOC = "models/EVALUATION.md, section 'Replay context'"
+"""Where the replay context is specified; every refusal of a context points there, because a
+hand-made export is the usual cause and the fix is to add what the section lists."""
+
+
+def _missing(what: str) -> InvalidInput:
+    return InvalidInput(
+        f"this policy replays the logged slate, but the round's context {what}; "
+        f"see {CONTEXT_DOC} (or build rounds with rounds_from_logs / `nba evaluate --export`)",
+        field="context",
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _logged(context: Mapping[str, Any], needs: tuple[str, ...] = ()) -> tuple[list[Mapping[str, Any]], Mapping[str, Any]]:
+    """The logged candidates and limits, checked for what this policy reads (``needs``: numeric
+    candidate fields), so a hand-made context fails with the field's name rather than a KeyError."""
     candidates, limits = context.get("candidates"), context.get("limits")
-    if not isinstance(candidates, list) or not isinstance(limits, Mapping) or "limit" not in limits:
-        raise InvalidInput(
-            "this policy replays the logged slate, but the round's context has no `candidates` and `limits`; "
-            "build rounds with rounds_from_logs (or export them from the decision log)",
-            field="context",
-        )
+    if not isinstance(candidates, list):
+        raise _missing("has no `candidates` list")
+    if not isinstance(limits, Mapping):
+        raise _missing("has no `limits` object")
+    if not _is_int(limits.get("limit")):
+        raise _missing("has no integer `limits.limit`")
+    for key, value in limits.items():
+        optional = key == "max_per_group" and value is None
+        if (key == "max_per_group" or key.startswith("budget:")) and not optional and not _is_int(value):
+            raise _missing(f"has a non-integer `limits.{key}` ({value!r})")
+    for i, c in enumerate(candidates):
+        if not isinstance(c, Mapping):
+            raise _missing(f"has a non-object `candidates[{i}]`")
+        for key in ("id", "group"):
+            if not isinstance(c.get(key), str):
+                raise _missing(f"has no string `candidates[{i}].{key}`")
+        for key in needs:
+            if not _is_number(c.get(key)):
+                raise _missing(f"has no number `candidates[{i}].{key}`")
+        prior = c.get("prior")
+        if prior is not None and not (isinstance(prior, list) and len(prior) == 2 and all(_is_number(p) for p in prior)):
+            raise _missing(f"has a `candidates[{i}].prior` that is not [alpha, beta] ({prior!r})")
     return candidates, limits
 
 
@@ -231,7 +270,7 @@ def exploration_policy(policy: ExplorationPolicy) -> Target:
         raise InvalidInput("thompson cannot be replayed from logged scores; evaluate it with a model policy", field="policy")
 
     def target(context: Mapping[str, Any], actions: tuple[str, ...]) -> Mapping[str, float]:
-        candidates, limits = _logged(context)
+        candidates, limits = _logged(context, ("propensity", "multiplier"))
         priorities = _as_float_array(float(c["propensity"]) * float(c["multiplier"]) for c in candidates)
         return _marginals(limits, [c["id"] for c in candidates], priorities, [c["group"] for c in candidates], policy)
 
@@ -269,7 +308,7 @@ def model_policy(served: ServedModel, policy: ExplorationPolicy | None = None) -
     """
 
     def target(context: Mapping[str, Any], actions: tuple[str, ...]) -> Mapping[str, float]:
-        candidates, limits = _logged(context)
+        candidates, limits = _logged(context, ("multiplier",))
         if not candidates:
             return {}
         treatments = [_as_treatment(c) for c in candidates]

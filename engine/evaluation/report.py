@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.table import Table
 
@@ -29,15 +29,19 @@ from engine.evaluation.replay import (
     summary,
     write_rounds,
 )
+from engine.evaluation.training import TRAIN_SHARE, TrainingSplit, split_chronologically, train_on_rounds
+from engine.learning.banditlog import LoggedRound
 from engine.learning.ope import Estimate, Target
-from engine.learning.serving import ModelRegistry
+from engine.learning.serving import ModelRegistry, ServedModel
 from engine.learning.spec import ModelSpec, Reward, active_model, load_model_specs
 from engine.rules.loader import load_ruleset
 from engine.state.learning_store import LearningStore
 from engine.state.log_reader import read_logs
 
-__all__ = ["POLICY_FORMS", "EvaluationReport", "render", "run_evaluation"]
+__all__ = ["POLICY_FORMS", "TRAIN_MODES", "EvaluationReport", "TrainMode", "render", "run_evaluation"]
 
+TrainMode = Literal["auto", "always", "never"]
+TRAIN_MODES: tuple[TrainMode, ...] = ("auto", "always", "never")
 POLICY_FORMS = "fixed:<treatment_id>, greedy, random, epsilon:<0..1>, softmax:<temperature>, model[:<model_id>], rules:<dir>"
 
 
@@ -53,6 +57,8 @@ class EvaluationReport:
     """How the decision log was joined; None when rounds came from a file."""
     exported: int | None = None
     notes: tuple[str, ...] = ()
+    training: TrainingSplit | None = None
+    """Set when a model was trained here: then ``estimates`` and ``logging`` cover only the held-out rounds."""
 
 
 def _bad(policy: str, why: str) -> InvalidInput:
@@ -105,21 +111,49 @@ def _spec(specs: list[ModelSpec], model_id: str, field: str) -> ModelSpec:
     raise InvalidInput(f"unknown model {model_id!r} (known: {known})", field=field)
 
 
-async def _model_target(spec: ModelSpec, redis_client: Any | None, notes: list[str]) -> Target:
-    registry = ModelRegistry([spec])
+async def _published(spec: ModelSpec, redis_client: Any | None, notes: list[str]) -> ServedModel | None:
+    """The spec's published weights as serving would install them, or None when there are none."""
     if redis_client is None:
-        notes.append(f"no Redis client: model {spec.id!r} scores with priors only")
-    else:
-        served = await LearningStore(redis_client).load_served(spec.id)
-        if served is None:
-            notes.append(f"model {spec.id!r} has no published weights: it scores with priors only, as it would serve")
-        elif not registry.install(spec.id, served.version, served.weights, served.meta):
-            raise InvalidInput(f"published weights of model {spec.id!r} do not match its spec (trained on another featurization)")
-        else:
-            notes.append(f"model {spec.id!r} version {served.version}")
-    model = registry.get(spec.id)
-    assert model is not None
-    return model_policy(model)
+        return None
+    served = await LearningStore(redis_client).load_served(spec.id)
+    if served is None:
+        return None
+    registry = ModelRegistry([spec])
+    if not registry.install(spec.id, served.version, served.weights, served.meta):
+        raise InvalidInput(f"published weights of model {spec.id!r} do not match its spec (trained on another featurization)")
+    notes.append(
+        f"model {spec.id!r} version {served.version} (published weights: they may have learned from the rounds "
+        "evaluated here; train='always' trains on earlier rounds and holds the rest out)"
+    )
+    return registry.get(spec.id)
+
+
+def _trained(
+    spec: ModelSpec, rounds: list[LoggedRound], train_share: float, why: str, notes: list[str]
+) -> tuple[ServedModel, list[LoggedRound], TrainingSplit | None]:
+    """The model to replay and the rounds to evaluate it on: trained on the earlier part when
+    the log can be split, otherwise its priors on the whole log (see engine.evaluation.training)."""
+    split = split_chronologically(rounds, train_share)
+    if split is None:
+        notes.append(
+            f"{why}, and {summary(rounds).decisions} decision(s) are too few to train model {spec.id!r} on "
+            "earlier ones and evaluate it on later ones: it scores with priors only"
+        )
+        served = ModelRegistry([spec]).get(spec.id)
+        assert served is not None
+        return served, rounds, None
+    train, held_out = split
+    train_summary, eval_summary = summary(train), summary(held_out)
+    training = TrainingSplit(
+        train_rows=train_summary.rows,
+        train_decisions=train_summary.decisions,
+        eval_rows=eval_summary.rows,
+        eval_decisions=eval_summary.decisions,
+        train_until_ts=max((r.ts for r in train if r.ts is not None), default=None),
+        eval_from_ts=min((r.ts for r in held_out if r.ts is not None), default=None),
+    )
+    notes.append(f"{training.describe(spec.id)}: {why}")
+    return train_on_rounds(spec, train), held_out, training
 
 
 def _in_window(ts: int | None, since_ms: int | None, until_ms: int | None) -> bool:
@@ -144,6 +178,8 @@ async def run_evaluation(
     export: Path | None,
     since_ms: int | None,
     until_ms: int | None,
+    train: TrainMode = "auto",
+    train_share: float = TRAIN_SHARE,
 ) -> EvaluationReport:
     """Evaluate ``policy`` on rounds from ``source`` (a .jsonl/.csv file) or, without one, from Redis.
 
@@ -153,7 +189,19 @@ async def run_evaluation(
     each placement; ``rules:`` policies choose greedily (see ``ruleset_policy`` for what a rule
     set replay cannot see). ``since_ms``/``until_ms`` bound the decisions' log time (Redis) or
     the rows' ``ts`` (file).
+
+    A ``model:`` policy replays the model's published weights when Redis has them. Without them
+    (a spec that never served, or no Redis client) and ``train="auto"``, or always with
+    ``train="always"``, the spec's learner is trained on the earliest ``train_share`` of the
+    decisions and only the later ones are evaluated, the logging policy's value included, so
+    both are measured on the same rounds (see :mod:`engine.evaluation.training` for why the
+    split is chronological). ``train="never"`` keeps the spec as it would serve without
+    weights: priors only. ``report.training`` says which rounds trained it.
     """
+    if train not in TRAIN_MODES:
+        raise InvalidInput(f"train must be one of {', '.join(TRAIN_MODES)}, got {train!r}", field="train")
+    if not 0.0 < train_share < 1.0:
+        raise InvalidInput(f"train_share must be in (0, 1), got {train_share!r}", field="train_share")
     kind, _, arg = policy.partition(":")
     chosen = _exploration(policy)
     if chosen is None and not ((kind in ("fixed", "rules") and arg) or kind == "model"):
@@ -165,7 +213,9 @@ async def run_evaluation(
 
     notes: list[str] = []
     specs = _specs(models_dir, rules_dir)
-    target: Target
+    target: Target | None = None
+    model_spec: ModelSpec | None = None
+    served: ServedModel | None = None
     if chosen is not None:
         target = exploration_policy(chosen)
     elif kind == "fixed":
@@ -178,7 +228,9 @@ async def run_evaluation(
         target = ruleset_policy(rules, ExplorationPolicy.greedy())
         notes.append("rule set replay: eligibility conditions and context weights of the other rules are not applied")
     else:
-        target = await _model_target(_spec(specs, arg or str(model_id), "policy"), redis_client, notes)
+        model_spec = _spec(specs, arg or str(model_id), "policy")
+        if train != "always":
+            served = await _published(model_spec, redis_client, notes)
 
     counts: JoinCounts | None = None
     if source is not None:
@@ -201,8 +253,24 @@ async def run_evaluation(
     if not rounds:
         raise InvalidInput(f"no usable logged rounds in {origin} for the window given", field="source")
     exported = write_rounds(rounds, export) if export is not None else None
+    training: TrainingSplit | None = None
+    if model_spec is not None:
+        if served is None and train == "never":
+            notes.append(f"model {model_spec.id!r} is not trained (train='never'): it scores with priors only")
+            served = ModelRegistry([model_spec]).get(model_spec.id)
+        elif served is None:
+            if train == "always":
+                why = "training was asked for (train='always')"
+            elif redis_client is None:
+                why = "no Redis client to read published weights from"
+            else:
+                why = f"model {model_spec.id!r} has no published weights"
+            served, rounds, training = _trained(model_spec, rounds, train_share, why, notes)
+        assert served is not None
+        target = model_policy(served)
+    assert target is not None
     estimates = evaluate_logs(rounds, target, clip=clip, n_boot=n_boot, seed=seed)
-    return EvaluationReport(policy, origin, tuple(estimates), summary(rounds), counts, exported, tuple(notes))
+    return EvaluationReport(policy, origin, tuple(estimates), summary(rounds), counts, exported, tuple(notes), training)
 
 
 def _fmt(x: float) -> str:

@@ -182,8 +182,9 @@ def test_thompson_cannot_be_replayed_from_logged_scores() -> None:
 
 def test_slate_policies_need_the_logged_choice_set() -> None:
     target = exploration_policy(ExplorationPolicy.greedy())
-    with pytest.raises(InvalidInput, match="candidates"):
+    with pytest.raises(InvalidInput, match="candidates") as err:
         target({"tier": "gold"}, ("a", "b"))
+    assert "models/EVALUATION.md" in err.value.message
 
 
 def _served(spec: ModelSpec, seed: int = 3) -> Any:
@@ -400,11 +401,21 @@ async def test_run_evaluation_time_window_on_a_file(log_file: Path) -> None:
 
 @pytest.mark.anyio
 async def test_run_evaluation_of_a_model_and_a_rule_set(log_file: Path) -> None:
+    # No published weights to read (no Redis): the spec's learner trains on the earlier half of the
+    # 200 decisions and is evaluated on the later half, beside the logging policy's value there.
     model = await _run(log_file, "model:response", models_dir=EXAMPLE_MODELS, rules_dir=EXAMPLE_RULES, n_boot=0)
-    assert any("priors only" in n for n in model.notes)
+    assert model.training is not None
+    assert (model.training.train_decisions, model.training.eval_decisions) == (100, 100)
+    assert model.logging.decisions == 100 and all(e.n_decisions == 100 for e in model.estimates)
+    assert not any("priors only" in n for n in model.notes)
     assert all(math.isfinite(e.value) for e in model.estimates)
     bare = await _run(log_file, "model", models_dir=EXAMPLE_MODELS, model_id="response", n_boot=0)
     assert bare.estimates == model.estimates
+    # Without training it is judged as it would serve without weights: on its priors, on every decision.
+    priors = await _run(log_file, "model:response", models_dir=EXAMPLE_MODELS, n_boot=0, train="never")
+    assert priors.training is None and priors.logging.decisions == 200
+    assert any("priors only" in n for n in priors.notes)
+    assert priors.estimates != model.estimates
     # The logged candidates a..d are not treatments of the example rules: nothing can be shown.
     rules = await _run(log_file, f"rules:{EXAMPLE_RULES}", n_boot=0)
     assert rules.estimates[0].value == 0.0
