@@ -93,7 +93,10 @@ def serve(
     try:
         ruleset = load_ruleset(settings.rules_dir)
     except RuleSetError as exc:
-        err.print(f"[red]refusing to start:[/red] {exc.message}", markup=True, highlight=False)
+        # The listing quotes rule lines, whose `[...]` rich would read as markup (swallowed, or a
+        # MarkupError for `[/b]`); unwrapped, each line stays whole for copying and grepping.
+        err.print("[red]refusing to start:[/red]", end=" ")
+        err.print(exc.message, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     if seed_count:
         written = asyncio.run(seed_customers(settings, seed_count, 7))

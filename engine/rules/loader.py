@@ -6,6 +6,7 @@ half-loaded set would serve offers its authors never approved.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import subprocess
 from pathlib import Path
@@ -304,9 +305,7 @@ def load_ruleset(directory: Path | str) -> RuleSet:
             else:
                 frequency.append(p)
     problems.extend(compiler.problems)
-    for tid in arbitration.fallback:
-        if tid not in seen:
-            problems.append(RuleProblem(None, f"arbitration.fallback names unknown treatment `{tid}`"))
+    problems.extend(_unknown_fallbacks(parsed, arbitration, seen))
     if problems:
         raise RuleSetError(problems)
 
@@ -326,6 +325,26 @@ def load_ruleset(directory: Path | str) -> RuleSet:
         equity=equity,
         experiments=experiments,
     )
+
+
+def _unknown_fallbacks(
+    parsed: list[tuple[YamlDocument, RuleFile]], arbitration: Arbitration, known: dict[str, SourcePos]
+) -> list[RuleProblem]:
+    """Fallback ids that name no treatment or question, each pointed at where it is written."""
+    doc = next((doc for doc, rf in parsed if rf.arbitration is arbitration), None)
+    problems: list[RuleProblem] = []
+    for i, tid in enumerate(arbitration.fallback):
+        if tid in known:
+            continue
+        close = difflib.get_close_matches(tid, sorted(known), n=1)
+        hint = f"did you mean `{close[0]}`?" if close else None
+        message = f"arbitration.fallback names unknown treatment `{tid}`"
+        if doc is None:  # only the built-in default arbitration has no file, and it names no fallback
+            problems.append(RuleProblem(None, message, hint=hint))
+            continue
+        pos = doc.pos_of(("arbitration", "fallback", i))
+        problems.append(RuleProblem(pos, message, doc.line_text(pos.line), hint=hint))
+    return problems
 
 
 def _trigger_names(parsed: list[tuple[YamlDocument, RuleFile]]) -> tuple[list[str], list[str]]:

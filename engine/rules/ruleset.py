@@ -99,6 +99,11 @@ class RuleSet:
     def by_id(self) -> Mapping[str, CompiledTreatment]:
         return {t.id: t for t in self.treatments}
 
+    def check_context(self, context: Mapping[str, Any]) -> None:
+        """Refuse a decision's context whose declared field has a value of the wrong type
+        (InvalidInput naming `context.<name>`); without this, conditions on it are silently false."""
+        self.vocabulary.check_fields("context", context, "context.")
+
     def needs_history(self, channel: str, placement: str | None) -> bool:
         """Whether a decision here must read the interaction history (some condition counts events).
 

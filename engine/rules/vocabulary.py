@@ -7,9 +7,12 @@ every customer. Built-in namespaces (`cart`) and event types are declared here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from engine.errors import InvalidInput, quoted
 
 FieldType = Literal["number", "string", "bool", "list", "timestamp", "any"]
 
@@ -46,6 +49,39 @@ VALUE_FIELDS: dict[str, FieldType] = {
 }
 """What the engine knows of the customer's worth (engine.equity.value), as `value.<field>`;
 `clv` and `p_alive` are absent until a lifetime-value model is fitted."""
+
+
+MAX_MAGNITUDE = 2.0**53
+"""Largest magnitude a declared number may have: up to it float64 holds every integer, so a value
+compares the same in a condition evaluated per customer and in the column kernels; no count,
+amount or time in ms comes near it, so beyond it is a client bug (such as 1e308 for "unknown")."""
+
+_KIND_WORDS: dict[str, str] = {
+    "number": "a number",
+    "timestamp": "a time in ms since the epoch",
+    "string": "a string",
+    "bool": "true/false",
+    "list": "a list",
+}
+
+
+def type_problem(kind: FieldType, value: Any) -> str | None:
+    """Why `value` cannot fill a field declared as `kind`, or None when it can.
+
+    None always can: it is how a field says it is unknown, which conditions read as missing.
+    A value of the wrong type would not fail a condition loudly; it would make it silently
+    false (`"many" >= 4` is false, not an error), so it is refused where it comes in.
+    """
+    if value is None or kind == "any" or kind not in _KIND_WORDS:
+        return None
+    if kind in ("number", "timestamp"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"is {_KIND_WORDS[kind]}, got {quoted(value)}"
+        if not (math.isfinite(value) and abs(value) <= MAX_MAGNITUDE):
+            return f"is {_KIND_WORDS[kind]}, finite and of magnitude at most 2**53, got {quoted(value)}"
+        return None
+    expected = {"string": str, "bool": bool, "list": list | tuple}[kind]
+    return None if isinstance(value, expected) else f"is {_KIND_WORDS[kind]}, got {quoted(value)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +125,16 @@ class Vocabulary:
             counters=frozenset(counters),
             questions=dict(questions or {}),
         )
+
+    def check_fields(self, namespace: str, values: Mapping[str, Any], where: str = "") -> None:
+        """Refuse a value of the wrong type for a declared field of `namespace`, naming the field
+        as `<where><name>`. Undeclared names pass: no condition can read them."""
+        declared = self.namespaces.get(namespace, {})
+        for name, value in values.items():
+            kind = declared.get(name)
+            problem = type_problem(kind, value) if kind is not None else None
+            if problem is not None:
+                raise InvalidInput(f"{namespace} field `{name}` {problem}", field=f"{where}{name}")
 
 
 @dataclass(slots=True)

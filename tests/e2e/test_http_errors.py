@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from redis import Redis
 
 from engine.api.http.app import create_app
+from engine.api.http.schemas import MAX_TS
 from engine.bootstrap import open_engine
 from engine.clock import FixedClock
 from engine.settings import Settings
@@ -75,6 +76,76 @@ def test_bad_event_names_the_field(http: TestClient, event: dict[str, object], f
     response = http.post("/v1/events", json=event)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
+
+
+BIG = 10**20
+"""An integer JSON allows and int64 does not: the store could not keep it."""
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/events", {"event_id": "x", "customer_id": "ben", "type": "page_view", "ts": BIG}, "ts"),
+        ("/v1/events", {"event_id": "x", "customer_id": "ben", "type": "page_view", "ts": -BIG}, "ts"),
+        ("/v1/events", {"event_id": "x", "customer_id": "ben", "type": "page_view", "ts": 2**63}, "ts"),
+        ("/v1/events", {"event_id": "x", "customer_id": "ben", "type": "page_view", "ts": MAX_TS + 1}, "ts"),
+        ("/v1/events", {"event_id": "x", "customer_id": "ben", "type": "page_view", "attributes": {"x": BIG}}, "attributes.x"),
+        ("/v1/events", {"event_id": "x", "customer_id": "ben", "type": "page_view", "attributes": {"x": -BIG}}, "attributes.x"),
+        (
+            "/v1/events",
+            {"event_id": "x", "customer_id": "ben", "type": "page_view", "attributes": {"a": {"b": [1, {"c": BIG}]}}},
+            "attributes.a.b[1].c",
+        ),
+        (
+            "/v1/events",
+            {"events": [{"event_id": "x", "customer_id": "ben", "type": "page_view", "ts": BIG}]},
+            "events[0].ts",
+        ),
+        ("/v1/decisions", {"customer_id": "ben", "channel": "web", "context": {"device": BIG}}, "context.device"),
+        ("/v1/decisions", {"customer_id": "ben", "channel": "web", "context": {"seen": [2, -BIG]}}, "context.seen[1]"),
+        ("/v1/decisions", {"customer_id": "ben", "channel": "web", "event": {"type": "page_view", "n": BIG}}, "event.n"),
+        ("/v1/feedback", {"feedback_id": "f", "decision_id": "d", "treatment_id": "t", "outcome": "click", "ts": BIG}, "ts"),
+        ("/v1/feedback", {"feedback_id": "f", "decision_id": "d", "treatment_id": "t", "outcome": "click", "ts": -1}, "ts"),
+    ],
+)
+def test_numbers_the_store_cannot_keep_are_a_422_naming_the_value(
+    http: TestClient, path: str, body: dict[str, object], field: str
+) -> None:
+    response = http.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert response.json()["message"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize(
+    ("path", "template", "field"),
+    [
+        ("/v1/events", '{"event_id": "x", "customer_id": "ben", "type": "page_view", "attributes": {"x": %s}}', "attributes.x"),
+        ("/v1/decisions", '{"customer_id": "ben", "channel": "web", "context": {"device": %s}}', "context.device"),
+        ("/v1/decisions", '{"customer_id": "ben", "channel": "web", "event": {"v": [%s]}}', "event.v[0]"),
+    ],
+)
+def test_numbers_that_are_not_finite_are_a_422(http: TestClient, path: str, template: str, field: str, literal: str) -> None:
+    response = http.post(path, content=(template % literal).encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+
+
+def test_the_largest_int64_and_a_year_9999_ts_are_kept(channel: Channel) -> None:
+    event = {"event_id": "big", "customer_id": "ben", "type": "page_view", "ts": MAX_TS, "attributes": {"n": 2**63 - 1}}
+    assert channel.http.post("/v1/events", json=event).json() == {"accepted": 1, "duplicates": 0}
+    decision = channel.http.post("/v1/decisions", json={"customer_id": "ben", "channel": "web", "context": {"n": -(2**63)}})
+    assert decision.status_code == 200, decision.text
+
+
+def test_a_batch_with_an_unstorable_number_is_refused_whole_and_its_good_events_can_be_retried(channel: Channel) -> None:
+    good = {"event_id": "g1", "customer_id": "ben", "type": "complaint", "attributes": {"topic": "legroom"}}
+    bad = {"event_id": "g2", "customer_id": "ben", "type": "page_view", "attributes": {"x": BIG}}
+    response = channel.http.post("/v1/events", json={"events": [good, bad]})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "events[1].attributes.x"
+    assert channel.http.post("/v1/events", json=good).json() == {"accepted": 1, "duplicates": 0}
 
 
 def test_batch_over_the_limit_is_refused(http: TestClient) -> None:

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.api.http.schemas import NUMBER_ERROR
 from engine.errors import EngineError
 
 log = logging.getLogger("engine.http")
@@ -35,9 +36,18 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _error_field(error: Mapping[str, Any]) -> str:
+    """The field an error names: its location, and for a value inside free-form JSON (whose
+    validator can only report the field as a whole) the path below it, so `attributes.a.b`."""
+    field = _field(tuple(error["loc"]))
+    if error.get("type") == NUMBER_ERROR:
+        field += str((error.get("ctx") or {}).get("at", ""))
+    return field
+
+
 def _validation_error(exc: Exception) -> tuple[str, Response]:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    errors = [{"field": _error_field(e), "message": e["msg"]} for e in exc.errors()]
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     body = {"error": "invalid_input", "message": f"{first['field']}: {first['message']}", "field": first["field"]}
     return "invalid_input", json_response({**body, "errors": errors}, 422)

@@ -6,14 +6,64 @@ in the core, so gRPC refuses the same things with the same messages.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic_core import PydanticCustomError
 
 from engine.domain import CUSTOMER_ID_PATTERN
 
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["cust-000042"])]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+MAX_TS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z in ms: the last instant a calendar date can name. A larger `ts` is a
+unit mistake (µs, ns) or garbage, and past 2**63 the store could not even keep it."""
+Timestamp = Annotated[int, Field(ge=0, le=MAX_TS, description="Milliseconds since the epoch (up to the end of year 9999).")]
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+NUMBER_ERROR = "json_number"
+"""Error type of a bad number inside free-form JSON; its `ctx.at` is the path below the field
+(`.x`, `.a[2]`), which the error handler appends so the client is told the exact value."""
+
+
+def _bad_number(value: Any, at: str) -> tuple[str, str] | None:
+    """(path below the checked value, why) of the first number the store cannot keep, if any.
+
+    Free-form JSON is stored as JSON by orjson, which refuses integers outside int64 (a 500, and
+    too late: a batch's event ids would already be claimed); NaN and Infinity, which pydantic's
+    parser reads, would silently come back as null.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _bad_number(item, f"{at}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _bad_number(item, f"{at}[{i}]")
+            if found is not None:
+                return found
+    elif isinstance(value, bool):
+        return None
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return at, "integer outside the signed 64-bit range"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return at, "number must be finite"
+    return None
+
+
+def _storable(value: dict[str, Any]) -> dict[str, Any]:
+    found = _bad_number(value, "")
+    if found is not None:
+        raise PydanticCustomError(NUMBER_ERROR, found[1], {"at": found[0]})
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_storable)]
+"""Free-form JSON (attributes, context): any shape, but only numbers the store can keep."""
 
 
 class Body(BaseModel):
@@ -24,8 +74,8 @@ class DecisionRequest(Body):
     customer_id: CustomerId
     channel: Literal["web", "mobile_app", "call_center", "email", "sms", "push", "social"]
     placement: str | None = Field(default=None, max_length=64)
-    context: dict[str, Any] = Field(default_factory=dict)
-    event: dict[str, Any] | None = Field(default=None, description="The event that prompted this decision, if any.")
+    context: JsonObject = Field(default_factory=dict)
+    event: JsonObject | None = Field(default=None, description="The event that prompted this decision, if any.")
     limit: int | None = Field(default=None, ge=1, le=50)
     explain: bool = False
 
@@ -113,9 +163,9 @@ class EventRequest(Body):
     event_id: Id
     customer_id: CustomerId
     type: str = Field(min_length=1, max_length=64)
-    ts: int | None = Field(default=None, ge=0, description="Milliseconds since the epoch; default: now.")
+    ts: Timestamp | None = Field(default=None, description="Milliseconds since the epoch (up to year 9999); default: now.")
     channel: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: JsonObject = Field(default_factory=dict)
 
 
 class EventBatchRequest(Body):
@@ -143,7 +193,7 @@ class FeedbackRequest(Body):
     treatment_id: Id
     outcome: Literal["impression", "click", "accept", "reject", "purchase"]
     value: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    ts: int | None = Field(default=None, ge=0)
+    ts: Timestamp | None = None
 
 
 class FeedbackResponse(BaseModel):

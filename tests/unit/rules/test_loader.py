@@ -118,6 +118,25 @@ def test_duplicate_ids_and_unknown_fallback_are_refused(tmp_path: Path) -> None:
     assert "unknown treatment `zzz`" in rendered
 
 
+def test_unknown_fallback_points_at_its_line_and_column(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", MINIMAL)
+    path = write(tmp_path, "b.yaml", "arbitration:\n  limit: 2\n  fallback:\n    - a\n    - newsleter\n")
+    problems = refused(tmp_path).problems
+    assert len(problems) == 1
+    problem = problems[0]
+    assert problem.pos is not None
+    assert (problem.pos.file, problem.pos.line, problem.pos.column) == (str(path), 5, 7)
+    assert problem.source_line == "    - newsleter"
+    assert problem.render().splitlines()[1:3] == ["        - newsleter", "          ^"]
+
+
+def test_unknown_fallback_suggests_a_close_treatment_id(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", MINIMAL.replace("id: a", "id: newsletter") + "arbitration:\n  fallback: [newsleter]\n")
+    problem = refused(tmp_path).problems[0]
+    assert problem.pos is not None and problem.pos.line == 9
+    assert problem.hint == "did you mean `newsletter`?"
+
+
 def test_suppression_after_an_undeclared_event_type_is_refused(tmp_path: Path) -> None:
     write(
         tmp_path,
