@@ -22,11 +22,13 @@ from engine.errors import StoreUnavailable
 from engine.rules.triggers import TriggerEffects
 from engine.state import keys
 from engine.state.multiplex import Multiplexer
-from engine.state.scripts import APPLY_FACTS, SCHEDULE_TIMERS, SCRIPTS, Scripts
+from engine.state.scripts import APPLY_FACTS, REMEMBER_TOPIC, SCHEDULE_TIMERS, SCRIPTS, Scripts
 
 PURCHASES_KEPT = 50
 MAX_COUNTER_ENTRIES = 1_000
 """A counter keeps at most this many occurrences (beyond, the oldest go): reads stay bounded."""
+MAX_TOPICS = 100
+"""A customer's topics (liked, disliked, ideas) kept, newest first: every decision reads them."""
 
 
 def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -263,7 +265,7 @@ class RedisStore:
             if fx.order is not None:
                 pipe.hset(keys.orders(cid), fx.order[0], orjson.dumps({"status": fx.order[1], "ts": fx.ts}))
             if fx.voice is not None:
-                pipe.hset(keys.topics(cid), f"{fx.voice[0]}:{fx.voice[1]}", fx.ts)
+                pipe.eval(REMEMBER_TOPIC, 1, keys.topics(cid), f"{fx.voice[0]}:{fx.voice[1]}", fx.ts, MAX_TOPICS)
                 day = keys.voice_day(keys.day_of(fx.ts))
                 pipe.hincrby(day, f"{fx.voice[0]}:{fx.voice[1]}", 1)
                 pipe.expire(day, keys.VOICE_TTL_S)

@@ -166,6 +166,25 @@ redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])
 return 1
 """
 
+# A customer's topics. KEYS: the topics hash (`<liked|disliked|idea>:<topic>` -> newest time).
+# ARGV: field, time, most fields kept. Every decision reads this hash whole, and topics are free
+# text, so it keeps the newest time per topic and drops the topic heard of longest ago once it
+# holds more than the limit.
+REMEMBER_TOPIC = """
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+if old == nil or tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[3]) then
+  local flat = redis.call('HGETALL', KEYS[1])
+  local oldest, at = nil, nil
+  for i = 1, #flat, 2 do
+    local t = tonumber(flat[i + 1])
+    if at == nil or t < at then oldest, at = flat[i], t end
+  end
+  redis.call('HDEL', KEYS[1], oldest)
+end
+return 1
+"""
+
 SCRIPTS: Mapping[str, str] = {
     "read": READ_CUSTOMER,
     "write_decision": WRITE_DECISION,

@@ -17,7 +17,7 @@ from engine.equity.facts import merge
 from engine.errors import StoreUnavailable
 from engine.rules.vocabulary import Vocabulary
 from engine.state import keys
-from engine.state.redis_store import RedisStore
+from engine.state.redis_store import MAX_TOPICS, RedisStore
 from tests.conftest import T0
 
 pytestmark = pytest.mark.anyio
@@ -220,3 +220,18 @@ async def test_value_facts_are_summed_and_min_maxed_in_redis_as_merge_says(count
         assert state.facts[name] == pytest.approx(value, rel=1e-12), name
     assert state.facts["first_purchase_ms"] == T0 - 5 and state.facts["last_purchase_ms"] == T0 + 1
     assert state.facts["order_count"] == 2 and state.facts["spend_total"] == 150.0
+
+
+async def test_a_customers_topics_stay_bounded_keeping_the_newest(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
+    """Every decision reads the topics whole, and topics are free text: the oldest go."""
+    store, _ = counted
+    many = MAX_TOPICS + 5
+    await store.apply_events([effects_of(event(i, "complaint", topic=f"topic {i}"), VOCAB, T0) for i in range(1, many + 1)])
+    topics = {k.decode(): int(v) for k, v in redis_sync.hgetall(keys.topics("c1")).items()}
+    assert len(topics) == MAX_TOPICS
+    assert set(topics) == {f"disliked:topic {i}" for i in range(6, many + 1)}, "the five heard of longest ago went"
+    # A late event about a topic does not make it look older than it is.
+    await store.apply_events([effects_of(event(-100, "complaint", topic=f"topic {many}"), VOCAB, T0)])
+    assert int(redis_sync.hget(keys.topics("c1"), f"disliked:topic {many}")) == T0 + many
+    state = await store.read_customer("c1", T0 + many, with_recent=False)
+    assert len(state.topics) == MAX_TOPICS
