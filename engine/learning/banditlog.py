@@ -18,7 +18,8 @@ Each row (a :class:`LoggedRound`) has these fields:
 ``actions``      optional: the treatments eligible in this decision. When given, ``action`` must
                  be one of them. When absent, evaluation treats every action seen in the log as
                  eligible.
-``context``      optional JSON object of customer/context features (default ``{}``).
+``context``      optional JSON object (default ``{}``): what a policy replays from; policies that rescore
+                 a slate read ``candidates``, ``limits`` and more (models/EVALUATION.md, "Replay context").
 ``ts``           optional integer, milliseconds since the Unix epoch.
 
 JSON lines (``.jsonl``/``.ndjson``): one object per line with the keys above; ``actions`` is a
