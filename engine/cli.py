@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +23,15 @@ app.add_typer(clv_app, name="clv")
 app.add_typer(report_app, name="report")
 console = Console()
 err = Console(stderr=True)
+
+
+class TrainChoice(enum.StrEnum):
+    """When `nba evaluate` trains a `model:` policy's learner on part of the log (engine.evaluation.training)."""
+
+    auto = "auto"
+    always = "always"
+    never = "never"
+
 
 RulesDir = Annotated[Path | None, typer.Option("--rules", help="Rules directory (default: NBA_RULES_DIR or ./rules).")]
 
@@ -124,7 +134,7 @@ def learner(
 
     settings = _settings(models_dir=models, rules_dir=rules)
     try:
-        asyncio.run(run_learners(settings, announce=console.print))
+        asyncio.run(run_learners(settings, announce=lambda line: console.print(line, markup=False)))
     except RuleSetError as exc:
         err.print(f"[red]refusing to start:[/red] {exc.message}", highlight=False)
         raise typer.Exit(2) from exc
@@ -161,6 +171,13 @@ def evaluate(
     export: Annotated[Path | None, typer.Option(help="Also write the rounds read to this .jsonl/.csv file.")] = None,
     since_ms: Annotated[int | None, typer.Option(help="Only decisions logged at or after this time (ms).")] = None,
     until_ms: Annotated[int | None, typer.Option(help="Only decisions logged at or before this time (ms).")] = None,
+    train: Annotated[
+        TrainChoice,
+        typer.Option(help="For model: policies: auto (train the spec's learner when no weights are published), always, never."),
+    ] = TrainChoice.auto,
+    train_share: Annotated[
+        float, typer.Option(min=0.05, max=0.95, help="Share of the earliest decisions a trained model learns from.")
+    ] = 0.5,
 ) -> None:
     """Estimate what another policy would have earned, from the decision and feedback logs (IPS, SNIPS, DR)."""
     from engine.errors import EngineError
@@ -185,6 +202,8 @@ def evaluate(
                 export=export,
                 since_ms=since_ms,
                 until_ms=until_ms,
+                train=train.value,
+                train_share=train_share,
             )
         finally:
             if client is not None:
