@@ -8,6 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+QUOTE_CHARS = 64
+
+
+def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
+    """A client's value as an error message quotes it: `repr` of a short one; of a long one, the
+    first `limit` characters, an ellipsis and its length.
+
+    Messages quote what was refused so the client can see it, but quoting all of a 20,000-character
+    value would make the message too long to deliver (gRPC drops a status message beyond its
+    metadata limits) and to log.
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
 
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""

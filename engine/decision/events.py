@@ -15,7 +15,7 @@ from engine.domain import Event, EventEffects
 from engine.equity.config import EquityConfig
 from engine.equity.facts import EVENT_TYPES as FACT_EVENT_TYPES
 from engine.equity.facts import increments
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, quoted
 from engine.rules.vocabulary import Vocabulary
 
 _NUMBER = (int, float)
@@ -34,7 +34,7 @@ def _number(
         return None
     if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value) or not minimum <= value <= maximum:
         raise InvalidInput(
-            f"`{name}` must be a number from {minimum:g} to {maximum:g}, got {value!r}", field=f"{where}attributes.{name}"
+            f"`{name}` must be a number from {minimum:g} to {maximum:g}, got {quoted(value)}", field=f"{where}attributes.{name}"
         )
     return float(value)
 
@@ -45,7 +45,7 @@ def _count(attrs: dict[str, Any], name: str, where: str) -> int:
     if value is None:
         return 1
     if not value.is_integer():
-        raise InvalidInput(f"`{name}` must be a whole number, got {attrs[name]!r}", field=f"{where}attributes.{name}")
+        raise InvalidInput(f"`{name}` must be a whole number, got {quoted(attrs[name])}", field=f"{where}attributes.{name}")
     return int(value)
 
 
@@ -61,11 +61,11 @@ def _check_profile_fields(attrs: dict[str, Any], vocab: Vocabulary, where: str) 
     for name, value in attrs.items():
         kind = declared.get(name)
         if kind == "number" and value is not None and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
-            raise InvalidInput(f"customer field `{name}` is a number, got {value!r}", field=f"{where}attributes.{name}")
+            raise InvalidInput(f"customer field `{name}` is a number, got {quoted(value)}", field=f"{where}attributes.{name}")
         if kind == "string" and value is not None and not isinstance(value, str):
-            raise InvalidInput(f"customer field `{name}` is a string, got {value!r}", field=f"{where}attributes.{name}")
+            raise InvalidInput(f"customer field `{name}` is a string, got {quoted(value)}", field=f"{where}attributes.{name}")
         if kind == "bool" and value is not None and not isinstance(value, bool):
-            raise InvalidInput(f"customer field `{name}` is true/false, got {value!r}", field=f"{where}attributes.{name}")
+            raise InvalidInput(f"customer field `{name}` is true/false, got {quoted(value)}", field=f"{where}attributes.{name}")
 
 
 def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "", equity: EquityConfig | None = None) -> EventEffects:
@@ -87,7 +87,7 @@ def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "", eq
 
 def _effects(event: Event, vocab: Vocabulary, now_ms: int, where: str) -> EventEffects:
     if event.type not in vocab.event_types:
-        raise InvalidInput(f"unknown event type `{event.type}`", field=f"{where}type")
+        raise InvalidInput(f"unknown event type {quoted(event.type)}", field=f"{where}type")
     ts = event.ts if event.ts is not None else now_ms
     attrs = event.attributes
     match event.type:
@@ -117,14 +117,14 @@ def _effects(event: Event, vocab: Vocabulary, now_ms: int, where: str) -> EventE
                 return EventEffects(event, ts)
             if not isinstance(topic, str) or not 0 < len(topic) <= 64:
                 raise InvalidInput(
-                    f"`topic` must be a string of 1-64 characters, got {topic!r}", field=f"{where}attributes.topic"
+                    f"`topic` must be a string of 1-64 characters, got {quoted(topic)}", field=f"{where}attributes.topic"
                 )
             return EventEffects(event, ts, voice=(VOICE_KINDS[event.type], topic.strip().lower()))
         case "question_answered":
             question = _string(attrs, "question", where)
             field = vocab.questions.get(question)
             if field is None:
-                raise InvalidInput(f"unknown question `{question}`", field=f"{where}attributes.question")
+                raise InvalidInput(f"unknown question {quoted(question)}", field=f"{where}attributes.question")
             if "answer" not in attrs or attrs["answer"] is None:
                 raise InvalidInput("`answer` is required", field=f"{where}attributes.answer")
             answer = {field: attrs["answer"]}

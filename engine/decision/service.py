@@ -41,7 +41,7 @@ from engine.domain import (
     StoredDecision,
 )
 from engine.equity.value import LifetimeModel, ValueModel
-from engine.errors import InvalidInput, NotFound, RuleSetError, StoreUnavailable
+from engine.errors import InvalidInput, NotFound, RuleSetError, StoreUnavailable, quoted
 from engine.learning.serving import ModelRegistry
 from engine.metrics import CounterChild, MetricsRegistry
 from engine.rules.loader import load_ruleset
@@ -57,13 +57,13 @@ _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
 def check_customer_id(value: str, field: str = "customer_id") -> str:
     if not isinstance(value, str) or not _CUSTOMER_ID.match(value):
-        raise InvalidInput(f"customer id must be 1-64 characters of letters, digits and _.:@-, got {value!r}", field=field)
+        raise InvalidInput(f"customer id must be 1-64 characters of letters, digits and _.:@-, got {quoted(value)}", field=field)
     return value
 
 
 def _check_id(value: str, field: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
-        raise InvalidInput(f"id must be 1-128 characters of letters, digits and _.:@-, got {value!r}", field=field)
+        raise InvalidInput(f"id must be 1-128 characters of letters, digits and _.:@-, got {quoted(value)}", field=field)
     return value
 
 
@@ -256,7 +256,7 @@ class DecisionService:
     def _check_request(self, req: DecisionRequest) -> None:
         check_customer_id(req.customer_id)
         if req.channel not in CHANNELS:
-            raise InvalidInput(f"unknown channel {req.channel!r}; expected one of {', '.join(CHANNELS)}", field="channel")
+            raise InvalidInput(f"unknown channel {quoted(req.channel)}; expected one of {', '.join(CHANNELS)}", field="channel")
         if req.limit is not None and not 1 <= req.limit <= 50:
             raise InvalidInput(f"limit must be between 1 and 50, got {req.limit}", field="limit")
 
@@ -386,7 +386,7 @@ class DecisionService:
             _check_id(e.event_id, f"{prefix}event_id")
             check_customer_id(e.customer_id, f"{prefix}customer_id")
             if e.channel is not None and e.channel not in CHANNELS:
-                raise InvalidInput(f"unknown channel {e.channel!r}", field=f"{prefix}channel")
+                raise InvalidInput(f"unknown channel {quoted(e.channel)}", field=f"{prefix}channel")
             fx = effects_of(e, vocab, now, prefix, rules.equity)
             triggers = effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels)
             effects.append(replace(fx, triggers=triggers) if triggers else fx)
@@ -407,17 +407,17 @@ class DecisionService:
         _check_id(fb.feedback_id, "feedback_id")
         _check_id(fb.decision_id, "decision_id")
         if fb.outcome not in OUTCOMES:
-            raise InvalidInput(f"unknown outcome {fb.outcome!r}; expected one of {', '.join(OUTCOMES)}", field="outcome")
+            raise InvalidInput(f"unknown outcome {quoted(fb.outcome)}; expected one of {', '.join(OUTCOMES)}", field="outcome")
         if fb.value is not None and (not math.isfinite(fb.value) or fb.value < 0):
             raise InvalidInput(f"value must be a finite number >= 0, got {fb.value!r}", field="value")
         record, is_new = await self.store.claim_feedback(fb.feedback_id, fb.decision_id)
         if record is None:
-            raise NotFound(f"unknown or expired decision {fb.decision_id!r}", field="decision_id")
+            raise NotFound(f"unknown or expired decision {quoted(fb.decision_id)}", field="decision_id")
         if fb.treatment_id not in record.treatment_ids():
             if is_new:
                 await self.store.release_feedback(fb.feedback_id)
             raise InvalidInput(
-                f"treatment {fb.treatment_id!r} was not part of decision {fb.decision_id!r} "
+                f"treatment {quoted(fb.treatment_id)} was not part of decision {quoted(fb.decision_id)} "
                 f"(it returned {', '.join(record.treatment_ids()) or 'nothing'})",
                 field="treatment_id",
             )

@@ -46,6 +46,12 @@ def test_evaluate_estimates_a_fixed_policy_from_a_log_file(tmp_path: Path) -> No
         assert estimator in result.output
 
 
+def test_serve_refuses_http_only_with_grpc_only() -> None:
+    result = runner.invoke(app, ["serve", "--http-only", "--grpc-only"])
+    assert result.exit_code == 2
+    assert "--http-only and --grpc-only exclude each other" in result.output
+
+
 def test_evaluate_refuses_an_unknown_policy(tmp_path: Path) -> None:
     log = tmp_path / "rounds.jsonl"
     write_jsonl(Simulator.make(seed=3).simulate(10, seed=1), log)

@@ -33,6 +33,7 @@ from engine.cli import seed_customers
 from engine.clock import FixedClock
 from engine.decision.service import DecisionService
 from engine.domain import Decision, DecisionRequest
+from engine.errors import InvalidInput
 from engine.settings import Settings
 from tests.conftest import T0
 from tests.e2e.conftest import held_customer_views
@@ -284,6 +285,66 @@ async def test_bad_event_attribute_is_invalid_argument_and_nothing_is_applied(
     assert caught.value.details().startswith(f"{field}: ")
     assert trailing(caught.value)["nba-field"] == field
     assert not (await stub.GetCustomer(pb.GetCustomerRequest(customer_id="ben"))).recent
+
+
+LONG = "x" * 20_000
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda stub: stub.Decide(pb.DecideRequest(customer_id=LONG, channel="web")), "customer_id"),
+        (lambda stub: stub.GetCustomer(pb.GetCustomerRequest(customer_id=LONG)), "customer_id"),
+        (lambda stub: stub.Decide(pb.DecideRequest(customer_id="alice", channel=LONG)), "channel"),
+        (lambda stub: record(stub, ev("ben", "page_view", channel=LONG)), "channel"),
+        (lambda stub: record(stub, ev("ben", LONG)), "type"),
+        (lambda stub: record(stub, ev("ben", "complaint", topic=LONG)), "attributes.topic"),
+        (lambda stub: record(stub, ev("ben", "purchase", amount=LONG)), "attributes.amount"),
+    ],
+)
+async def test_a_long_bad_value_is_invalid_argument_naming_the_field_with_a_short_message(
+    stub: DecisionServiceStub, call: Callable[[DecisionServiceStub], Awaitable[object]], field: str
+) -> None:
+    """Quoting a client's whole value would make the status too long for gRPC to deliver, and the
+    client would get RESOURCE_EXHAUSTED (or nothing useful) instead of the field at fault."""
+    with pytest.raises(aio.AioRpcError) as caught:
+        await call(stub)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert caught.value.details().startswith(f"{field}: ")
+    assert len(caught.value.details()) < 300 and "20,000 characters" in caught.value.details()
+    assert trailing(caught.value) == {"nba-error": "invalid_input", "nba-field": field}
+
+
+async def test_an_overlong_error_still_arrives_as_its_own_status_cut_short(
+    stub: DecisionServiceStub, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever message a future check writes, the status is bounded: the client gets the code and
+    the field, not RESOURCE_EXHAUSTED from its own metadata limits."""
+
+    async def verbose(customer_id: str) -> Any:
+        raise InvalidInput("é" * 20_000, field="profile." + "ü" * 20_000)
+
+    monkeypatch.setattr(engine.service, "customer_view", verbose)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.GetCustomer(pb.GetCustomerRequest(customer_id="alice"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("profile.???") and len(caught.value.details().encode()) <= 1_024
+    field = trailing(caught.value)["nba-field"]
+    assert field.startswith("profile.???") and len(field) <= 256
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+async def test_a_non_finite_number_is_refused_as_json_would_refuse_it(stub: DecisionServiceStub, bad: float) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.Decide(pb.DecideRequest(customer_id="alice", channel="web", context=struct(party=[2, bad])))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("context.party[1]: ")
+    assert trailing(caught.value)["nba-field"] == "context.party[1]"
+    with pytest.raises(aio.AioRpcError) as caught:
+        await record(stub, ev("ben", "page_view"), ev("ben", "profile_update", score=bad))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert trailing(caught.value)["nba-field"] == "events[1].attributes.score"
+    assert not (await stub.GetCustomer(pb.GetCustomerRequest(customer_id="ben"))).recent, "nothing applied"
 
 
 async def test_negative_timestamp_is_refused_like_http(stub: DecisionServiceStub) -> None:
@@ -541,6 +602,41 @@ async def test_http_and_grpc_walk_the_scenarios_to_the_same_treatments(
     assert alice[0] == "apology_upgrade"
     assert "credit_card_offer" in dev_before
     assert dev_after[0] == "service_recovery" and "credit_card_offer" not in dev_after
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/v1/decisions", {"customer_id": LONG, "channel": "web"}, "customer_id"),
+        ("POST", "/v1/decisions", {"customer_id": "alice", "channel": LONG}, "channel"),
+        ("GET", f"/v1/customers/{LONG}", None, "path.customer_id"),  # HTTP names where a parameter came from
+        ("POST", "/v1/events", {"event_id": "e", "customer_id": "ben", "type": "page_view", "channel": LONG}, "channel"),
+        (
+            "POST",
+            "/v1/events",
+            {"event_id": "e", "customer_id": "ben", "type": "complaint", "attributes": {"topic": LONG}},
+            "attributes.topic",
+        ),
+        (
+            "POST",
+            "/v1/events",
+            {"event_id": "e", "customer_id": "ben", "type": "purchase", "attributes": {"amount": LONG}},
+            "attributes.amount",
+        ),
+    ],
+)
+async def test_http_refuses_long_values_with_the_same_short_messages(
+    engine: Engine, settings: Settings, method: str, path: str, body: dict[str, Any] | None, field: str
+) -> None:
+    app = create_app(settings, engine=engine)
+    async with (
+        app.router.lifespan_context(app),
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://nba.test") as client,
+    ):
+        response = await client.request(method, path, json=body)
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["field"] == field
+    assert len(response.json()["message"]) < 300, response.json()["message"][:300]
 
 
 def test_servicer_batches_stay_within_the_core_batch_limit(engine_free_service: DecisionService) -> None:

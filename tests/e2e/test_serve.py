@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import httpx2
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engine.api.grpc.gen import decision_pb2 as pb
@@ -81,6 +83,98 @@ def test_serve_http_only_opens_one_engine_settles_its_heap_and_leaves_grpc_close
             assert s.connect_ex(("127.0.0.1", grpc_port)) != 0, "gRPC should not listen with --http-only"
         assert server.stop() == 0
     assert "gRPC listening" not in server.output
+
+
+def wait_serving(grpc_port: int, server: NbaProcess, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            assert server.alive(), "the server exited early"
+            try:
+                if (
+                    health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise AssertionError(f"not SERVING after {timeout_s} s")
+
+
+def test_serve_grpc_only_serves_decisions_and_leaves_http_closed(redis_url: str, tmp_path: Path) -> None:
+    http_port, grpc_port = free_port(), free_port()
+    env = {
+        "NBA_REDIS_URL": redis_url,
+        "NBA_RULES_DIR": str(EXAMPLE_RULES),
+        "NBA_DATA_DIR": str(tmp_path),
+        "NBA_GRPC_DRAIN_S": "0.1",
+    }
+    args = ("serve", "--grpc-only", "--port", str(http_port), "--grpc-port", str(grpc_port), "--log-level", "warning")
+    with NbaProcess(*args, env=env) as server:
+        wait_serving(grpc_port, server)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            reply = DecisionServiceStub(channel).Decide(pb.DecideRequest(customer_id="srv-3", channel="web"), timeout=5)
+            assert reply.treatments and reply.customer_id == "srv-3"
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", http_port)) != 0, "HTTP should not listen with --grpc-only"
+        assert server.stop() == 0
+    assert f"gRPC listening on 127.0.0.1:{grpc_port}" in server.output
+    assert "HTTP listening" not in server.output
+
+
+DRAIN_S = 2.0
+
+
+@pytest.mark.parametrize("front_ends", [("--grpc-only",), ()], ids=["grpc-only", "http-and-grpc"])
+def test_on_sigterm_grpc_health_says_not_serving_for_the_drain_period_before_calls_fail(
+    redis_url: str, tmp_path: Path, front_ends: tuple[str, ...]
+) -> None:
+    """Load balancers poll health; they need NOT_SERVING for a while, with calls still answered,
+    to move traffic away before the listener closes."""
+    http_port, grpc_port = free_port(), free_port()
+    env = {
+        "NBA_REDIS_URL": redis_url,
+        "NBA_RULES_DIR": str(EXAMPLE_RULES),
+        "NBA_DATA_DIR": str(tmp_path),
+        "NBA_GRPC_DRAIN_S": str(DRAIN_S),
+    }
+    args = ("serve", *front_ends, "--port", str(http_port), "--grpc-port", str(grpc_port), "--log-level", "warning")
+    with NbaProcess(*args, env=env) as server, grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        wait_serving(grpc_port, server)
+        health, stub = health_pb2_grpc.HealthStub(channel), DecisionServiceStub(channel)
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        not_serving_since: float | None = None
+        decided_while_draining = False
+        failed_with: grpc.StatusCode | None = None
+        while time.monotonic() - signalled < 30:
+            try:
+                status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+            except grpc.RpcError as exc:
+                failed_with = exc.code()
+                break
+            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                if not_serving_since is None:
+                    not_serving_since = time.monotonic()
+                if not decided_while_draining:
+                    decided_while_draining = bool(
+                        stub.Decide(pb.DecideRequest(customer_id="srv-4", channel="web"), timeout=5).treatments
+                    )
+            time.sleep(0.02)
+        else:
+            raise AssertionError("gRPC still answering 30 s after SIGTERM")
+        unavailable_at = time.monotonic()
+        assert failed_with == grpc.StatusCode.UNAVAILABLE
+        assert not_serving_since is not None, "calls failed without health ever saying NOT_SERVING"
+        assert not_serving_since - signalled < DRAIN_S / 2, "NOT_SERVING as soon as the signal arrives"
+        assert unavailable_at - not_serving_since >= DRAIN_S / 2, "NOT_SERVING for the drain period before closing"
+        assert decided_while_draining, "calls are still answered while draining"
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Decide(pb.DecideRequest(customer_id="srv-4", channel="web"), timeout=2)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert server.process.wait(timeout=30) == 0
 
 
 def test_serve_refuses_a_broken_rule_set(tmp_path: Path) -> None:

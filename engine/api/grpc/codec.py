@@ -7,6 +7,7 @@ gRPC and HTTP refuse the same input with the same words.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,9 +20,14 @@ from engine.errors import InvalidInput
 
 MAX_PLACEMENT_CHARS = 64  # as the HTTP schema
 _MAX_EXACT_INT = 2**53  # beyond this a double no longer holds every integer
+MAX_KEY_CHARS_QUOTED = 64  # a client's key in an error's field path is cut after this
 
 
 # -- Struct <-> plain data ----------------------------------------------------------------------
+
+
+class _NotFinite(Exception):
+    """A NaN or infinity inside a Struct; `struct_to_dict` finds where and names it."""
 
 
 def _plain(value: struct_pb2.Value) -> Any:
@@ -30,24 +36,59 @@ def _plain(value: struct_pb2.Value) -> Any:
     Struct numbers are doubles, so a client's `delay_minutes: 50` arrives as 50.0. Integral
     values go back to int: what the engine stores (recent interactions, `last`, profile fields)
     then reads the same whichever front end wrote it, and counts such as `qty` stay integers.
+    NaN and infinities are refused: JSON cannot carry them, so HTTP never lets one in, and
+    stored they would break every JSON reader of the customer's state.
     """
     kind = value.WhichOneof("kind")
     if kind == "number_value":
         n = value.number_value
-        return int(n) if n.is_integer() and -_MAX_EXACT_INT <= n <= _MAX_EXACT_INT else n
+        if n.is_integer() and -_MAX_EXACT_INT <= n <= _MAX_EXACT_INT:
+            return int(n)
+        if not math.isfinite(n):
+            raise _NotFinite
+        return n
     if kind == "string_value":
         return value.string_value
     if kind == "bool_value":
         return value.bool_value
     if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
+        return _dict(value.struct_value)
     if kind == "list_value":
         return [_plain(v) for v in value.list_value.values]
     return None  # null_value, or a Value with nothing set
 
 
-def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+def _dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     return {k: _plain(v) for k, v in struct.fields.items()}
+
+
+def _key(key: str) -> str:
+    return key if len(key) <= MAX_KEY_CHARS_QUOTED else key[:MAX_KEY_CHARS_QUOTED] + "…"
+
+
+def _non_finite_at(value: struct_pb2.Value, path: str) -> str | None:
+    """The path of the first NaN or infinity in `value` (walked only once one is known to be there)."""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return None if math.isfinite(value.number_value) else path
+    if kind == "struct_value":
+        items = ((f"{path}.{_key(k)}", v) for k, v in value.struct_value.fields.items())
+    elif kind == "list_value":
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value.list_value.values))
+    else:
+        return None
+    return next((found for p, v in items if (found := _non_finite_at(v, p)) is not None), None)
+
+
+def struct_to_dict(struct: struct_pb2.Struct, field: str = "") -> dict[str, Any]:
+    """`field` names the struct in the error that refuses a NaN or infinity in it (`context.x`)."""
+    try:
+        return _dict(struct)
+    except _NotFinite:
+        outer = struct_pb2.Value()
+        outer.struct_value.CopyFrom(struct)
+        where = _non_finite_at(outer, field) or field
+        raise InvalidInput("must be a finite number (JSON has no NaN or Infinity)", field=where.lstrip(".")) from None
 
 
 def _fill(struct: struct_pb2.Struct, data: Mapping[str, Any]) -> None:
@@ -91,9 +132,9 @@ def decision_request(msg: pb.DecideRequest) -> domain.DecisionRequest:
         customer_id=msg.customer_id,
         channel=msg.channel,
         placement=placement,
-        context=struct_to_dict(msg.context),
+        context=struct_to_dict(msg.context, "context"),
         limit=msg.limit if msg.HasField("limit") else None,
-        event=struct_to_dict(msg.event) if msg.HasField("event") else None,
+        event=struct_to_dict(msg.event, "event") if msg.HasField("event") else None,
         explain=msg.explain,
     )
 
@@ -106,7 +147,7 @@ def event(msg: pb.Event, where: str = "") -> domain.Event:
         type=msg.type,
         ts=_ts(msg.ts, f"{where}ts") if msg.HasField("ts") else None,
         channel=msg.channel if msg.HasField("channel") else None,
-        attributes=struct_to_dict(msg.attributes),
+        attributes=struct_to_dict(msg.attributes, f"{where}attributes"),
     )
 
 

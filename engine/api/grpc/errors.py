@@ -11,6 +11,7 @@ exception's text).
 from __future__ import annotations
 
 import logging
+import re
 from typing import NoReturn
 
 import grpc
@@ -31,13 +32,38 @@ class DeadlineExceeded(EngineError):
     code = "deadline_exceeded"
 
 
+MAX_DETAILS_BYTES = 1_024
+MAX_FIELD_CHARS = 256
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
+def _capped_details(details: str) -> str:
+    """The status message travels percent-encoded in trailing metadata, which the client drops
+    whole beyond 8 KB (soft) or 16 KB (hard limit): the call would then end RESOURCE_EXHAUSTED,
+    with no word of the field at fault. Messages quote client values shortened at the source
+    (engine.errors.quoted); this bounds whatever still slips through, in UTF-8 bytes because
+    each non-ASCII byte grows threefold when percent-encoded."""
+    encoded = details.encode()
+    if len(encoded) <= MAX_DETAILS_BYTES:
+        return details
+    return encoded[: MAX_DETAILS_BYTES - 3].decode(errors="ignore") + "…"
+
+
+def _field_value(field: str) -> str:
+    """A field path may hold a client's key (`context.<key>`); plain metadata values must be
+    printable ASCII, and a long one would be dropped like a long message."""
+    safe = _NOT_PRINTABLE_ASCII.sub("?", field)
+    return safe if len(safe) <= MAX_FIELD_CHARS else safe[: MAX_FIELD_CHARS - 3] + "..."
+
+
 def status_for(exc: EngineError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
-    """Status code, message and trailing metadata for an engine error."""
+    """Status code, message and trailing metadata for an engine error, each short enough to arrive."""
     code = getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
-    details = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    field = _field_value(exc.field) if exc.field else None
+    details = _capped_details(f"{field}: {exc.message}" if field else exc.message)
     metadata: tuple[tuple[str, str], ...] = (("nba-error", exc.code),)
-    if exc.field:
-        metadata += (("nba-field", exc.field),)
+    if field:
+        metadata += (("nba-field", field),)
     return code, details, metadata
 
 

@@ -5,8 +5,9 @@ registry) and hands it to both HTTP and gRPC, so both answer from the same state
 
 Health follows readiness: the standard health service says NOT_SERVING until the engine's
 readiness check (rules loaded, Redis answering) passes, keeps following it while the server
-runs, and says NOT_SERVING for good as soon as a graceful stop begins, so load balancers stop
-sending calls before the listener closes.
+runs, and says NOT_SERVING for good as soon as a graceful stop begins. It then keeps answering
+for a drain period (NBA_GRPC_DRAIN_S) before it closes the listener: load balancers poll health,
+and only a server still up when they next look can tell them to move traffic away.
 """
 
 from __future__ import annotations
@@ -51,11 +52,7 @@ class RunningGrpc:
     _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def drain(self) -> None:
-        """Report NOT_SERVING from now on, while still answering calls (the first step of `stop`).
-
-        Call it on its own, then wait a health-check interval, to let load balancers move
-        traffic away before the listener closes.
-        """
+        """Report NOT_SERVING from now on, while still answering calls (the first step of `stop`)."""
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -63,9 +60,16 @@ class RunningGrpc:
             self._watcher = None
         await self.health.enter_graceful_shutdown()
 
-    async def stop(self, grace: float) -> None:
-        """NOT_SERVING, then refuse new calls and give those in flight `grace` seconds to finish."""
+    async def stop(self, grace: float, *, drain_s: float = 0.0) -> None:
+        """NOT_SERVING, still answering calls for `drain_s` seconds, then refuse new calls and give
+        those in flight `grace` seconds to finish.
+
+        Closing the listener right after NOT_SERVING would fail the calls load balancers send
+        before their next health check; a serving process passes `settings.grpc_drain_s`.
+        """
         await self.drain()
+        if drain_s > 0:
+            await asyncio.sleep(drain_s)
         await self.server.stop(grace)
 
     async def wait(self) -> None:
@@ -161,7 +165,8 @@ async def serve_grpc(
     max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
-    """Open the engine and serve gRPC alone until SIGINT or SIGTERM, then stop gracefully.
+    """Open the engine and serve gRPC alone until SIGINT or SIGTERM, then stop gracefully: NOT_SERVING
+    for `settings.grpc_drain_s`, then `grace` for the calls in flight.
 
     `on_ready` gets the bound port once the server listens (to print it: port 0 is ephemeral).
     """
@@ -179,7 +184,7 @@ async def serve_grpc(
             signalled = asyncio.create_task(stopping.wait())
             await asyncio.wait({stopped, signalled}, return_when=asyncio.FIRST_COMPLETED)
             signalled.cancel()
-            await running.stop(grace)
+            await running.stop(grace, drain_s=settings.grpc_drain_s if stopping.is_set() else 0.0)
             await stopped
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

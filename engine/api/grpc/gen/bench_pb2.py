@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12nba/v1/bench.proto\x12\x06nba.v1\"\"\n\x0b\x42\x61reRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"$\n\x0c\x42\x61reResponse\x12\x14\n\x0cprofile_json\x18\x01 \x01(\x0c\x32t\n\x05\x42\x65nch\x12\x31\n\x04\x42\x61re\x12\x13.nba.v1.BareRequest\x1a\x14.nba.v1.BareResponse\x12\x38\n\x0b\x42\x61reRedisPy\x12\x13.nba.v1.BareRequest\x1a\x14.nba.v1.BareResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12nba/v1/bench.proto\x12\x06nba.v1\"\"\n\x0b\x42\x61reRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"$\n\x0c\x42\x61reResponse\x12\x14\n\x0cprofile_json\x18\x01 \x01(\x0c\x32t\n\x05\x42\x65nch\x12\x31\n\x04\x42\x61re\x12\x13.nba.v1.BareRequest\x1a\x14.nba.v1.BareResponse\x12\x38\n\x0b\x42\x61reRedisPy\x12\x13.nba.v1.BareRequest\x1a\x14.nba.v1.BareResponseB\x1bP\x01Z\x17nba/gen/go/nba/v1;nbav1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nba.v1.bench_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'P\001Z\027nba/gen/go/nba/v1;nbav1'
   _globals['_BAREREQUEST']._serialized_start=30
   _globals['_BAREREQUEST']._serialized_end=64
   _globals['_BARERESPONSE']._serialized_start=66
