@@ -47,7 +47,7 @@ from engine.metrics import CounterChild, MetricsRegistry
 from engine.rules.loader import load_ruleset
 from engine.rules.registry import RuleRegistry
 from engine.rules.ruleset import RuleSet
-from engine.rules.triggers import effects_of_event
+from engine.rules.triggers import TriggerEffects, effects_of_event, effects_of_threshold
 from engine.state import keys
 from engine.state.store import Store
 
@@ -187,6 +187,22 @@ class _Meters:
         self.seconds[d.channel].observe(seconds)
 
 
+def _thresholds_reached(
+    applied: Sequence[EventEffects], counts: Sequence[tuple[int, ...]], rules: RuleSet
+) -> list[tuple[str, TriggerEffects]]:
+    """What counters that reached a trigger's `at` with these events now do, per customer."""
+    out: list[tuple[str, TriggerEffects]] = []
+    for fx, watched_counts in zip(applied, counts, strict=True):
+        if not watched_counts:
+            continue
+        for watched, count in zip(fx.triggers.thresholds, watched_counts, strict=True):
+            trigger = rules.triggers_by_id.get(watched.trigger)
+            then = effects_of_threshold(trigger, fx.event.customer_id, watched, count) if trigger is not None else None
+            if then:
+                out.append((fx.event.customer_id, then))
+    return out
+
+
 class DecisionService:
     def __init__(
         self,
@@ -266,6 +282,7 @@ class DecisionService:
         champion = self.rules.current  # one rule set for the whole decision, even across a reload
         arm = assign(req.customer_id, req.placement, champion.experiments)
         rules = self._challenger_rules(champion, arm) if arm.rules is not None else champion
+        rules.check_context(req.context)
         now = self.clock.now_ms()
         degraded = False
         try:
@@ -350,7 +367,8 @@ class DecisionService:
 
     async def record_events(self, events: Sequence[Event]) -> IngestResult:
         now = self.clock.now_ms()
-        effects = self._effects(events, self.rules.current, now)
+        rules = self.rules.current
+        effects = self._effects(events, rules, now)
         # A batch may repeat an id; the first occurrence wins, like a retry would.
         ids = [(e.customer_id, e.event_id) for e in events]
         try:
@@ -359,9 +377,15 @@ class DecisionService:
             claimed = [k for k, is_new in zip(ids, fresh, strict=True) if is_new]
             if new:
                 try:
-                    await self.store.apply_events(new)
-                except StoreUnavailable:
-                    await self.store.release_events(claimed)  # so the client's retry is not taken for a duplicate
+                    counts = await self.store.apply_events(new)
+                    reached = _thresholds_reached(new, counts, rules)
+                    if reached:
+                        await self.store.apply_trigger_effects(reached)
+                except Exception:
+                    # Whatever failed, the client's retry must not be taken for a duplicate. A
+                    # retry applies again what was written; a threshold's crossing is then
+                    # counted and acted on again with the same ids (see engine.rules.triggers).
+                    await self.store.release_events(claimed)
                     raise
         except StoreUnavailable:
             self._meters.store_errors["record_events"].inc()
@@ -425,8 +449,8 @@ class DecisionService:
             return FeedbackResult(accepted=False, duplicate=True)
         try:
             await self.store.apply_feedback(fb, record.customer_id, fb.ts or self.clock.now_ms())
-        except StoreUnavailable:
-            await self.store.release_feedback(fb.feedback_id)
+        except Exception:
+            await self.store.release_feedback(fb.feedback_id)  # whatever failed, so the retry is not a duplicate
             raise
         return FeedbackResult(accepted=True, duplicate=False)
 

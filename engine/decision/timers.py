@@ -56,7 +56,7 @@ class TimerStore(Protocol):
 
     async def complete_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> None: ...
 
-    async def apply_timer_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None: ...
+    async def apply_trigger_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None: ...
 
 
 class TimerWorker:
@@ -85,7 +85,7 @@ class TimerWorker:
                 live = [(tid, payload) for tid, payload in claimed if tid in held and payload is not None]
                 effects = self._effects(live)
                 if effects:
-                    await self.store.apply_timer_effects(effects)
+                    await self.store.apply_trigger_effects(effects)
                 await self.store.complete_timers(shard, ids, lease_until)
                 fired += len(live)
                 if len(claimed) < self.batch:

@@ -355,7 +355,8 @@ def _trigger_names(parsed: list[tuple[YamlDocument, RuleFile]]) -> tuple[list[st
         for t in rf.triggers:
             if t is None:
                 continue
-            for actions in (t, t.schedule.then if t.schedule else None):
+            threshold = t.increment.then if t.increment is not None else None
+            for actions in (t, t.schedule.then if t.schedule else None, threshold):
                 if actions is None:
                     continue
                 if actions.set_flag is not None:
@@ -393,6 +394,19 @@ def _compile_triggers(
                             hint="declare it under `event_types:`",
                         )
                     )
+            later = t.schedule.then.increment if t.schedule else None
+            if later is not None and later.at is not None:
+                # Only an event's own increment is counted back (engine.rules.triggers): a
+                # timer's threshold would never be acted on, so it is refused, not ignored.
+                pos = doc.pos_of((*loc, "schedule", "then", "increment", "at"))
+                problems.append(
+                    RuleProblem(
+                        pos,
+                        "`at` and `then` act on a trigger's own increment, not on one in a timer's `then`",
+                        doc.line_text(pos.line),
+                        hint="move the increment and its threshold to a trigger on the event itself",
+                    )
+                )
             when = compiler.condition(doc, (*loc, "when"), t.when) if t.when else None
             if when is not None and (when.functions or any(not n.startswith("event.") for n in when.names)):
                 pos = doc.expression_start((*loc, "when"))

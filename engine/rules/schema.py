@@ -205,10 +205,26 @@ class SetFlag(Strict):
 
 
 class Increment(Strict):
-    """Count occurrences; only those within `window` are kept (`counter('x', days=7)` in conditions)."""
+    """Count occurrences; only those within `window` are kept (`counter('x', days=7)` in conditions).
+
+    With `at` and `then`, the count is also acted on ("3 complaints in 7 days"): `then` runs when
+    an occurrence brings the count within the window to exactly `at`, so once per crossing, and
+    again only after older occurrences have left the window and the count comes back up. `then`
+    may set or clear flags and emit a message; it may not count (no chains of thresholds).
+    """
 
     counter: Identifier
     window: Duration
+    at: int | None = Field(default=None, ge=1, le=1_000)  # a counter keeps at most 1,000 occurrences
+    then: Actions | None = None
+
+    @model_validator(mode="after")
+    def _at_with_then(self) -> Increment:
+        if (self.at is None) != (self.then is None):
+            raise ValueError("`at` and `then` go together: `then` runs when the count reaches `at`")
+        if self.then is not None and self.then.increment is not None:
+            raise ValueError("a threshold's `then` may set or clear flags and emit, not increment another counter")
+        return self
 
 
 class Emit(Strict):
@@ -224,6 +240,9 @@ class Actions(Strict):
     clear_flags: list[Identifier] = Field(default_factory=list)
     increment: Increment | None = None
     emit: Emit | None = None
+
+
+Increment.model_rebuild()  # `then` refers to Actions, defined after it
 
 
 class Schedule(Strict):

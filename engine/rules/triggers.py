@@ -10,7 +10,9 @@ Patterns:
 - "X not followed by Y within T": on X schedule a timer `after: T` with `cancel_on: [Y]`; its
   `then` sets a flag. A later X restarts the wait.
 - "N of X within T": on X `increment` a counter with `window: T`; conditions test
-  `counter('name', days=7) >= 3`.
+  `counter('name', days=7) >= 3`, and `at: 3` with `then:` acts when the count gets there.
+  The count lives in Redis, so that half runs after the event is written: the store reports
+  each watched count, and `effects_of_threshold` says what a count that reached `at` does.
 - cancellation: `cancel_on` on the timer, or `clear_flags` on the cancelling event's trigger.
 """
 
@@ -38,15 +40,27 @@ class CompiledTrigger:
         return self.spec.id
 
 
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A counter the store reports back after adding this occurrence, to act on when it reaches `at`."""
+
+    trigger: str
+    counter: str
+    at: int
+    ts: int
+    cause: str
+
+
 @dataclass(slots=True)
 class TriggerEffects:
     """Writes for one customer: flags to set (name -> expiry ms) or clear, counter increments
-    (name, ts, window ms, unique member), timers to start (id -> (due ms, payload)) or cancel,
-    and outbound messages."""
+    (name, ts, window ms, unique member) and the ones whose count is watched, timers to start
+    (id -> (due ms, payload)) or cancel, and outbound messages."""
 
     flags_set: dict[str, int] = field(default_factory=dict)
     flags_clear: list[str] = field(default_factory=list)
     increments: list[tuple[str, int, int, str]] = field(default_factory=list)
+    thresholds: list[Threshold] = field(default_factory=list)
     timers_set: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     timers_cancel: list[str] = field(default_factory=list)
     emits: list[dict[str, Any]] = field(default_factory=list)
@@ -71,7 +85,10 @@ def _apply_actions(out: TriggerEffects, actions: Actions, *, trigger: str, custo
         out.flags_set.pop(name, None)
         out.flags_clear.append(name)
     if actions.increment is not None:
-        out.increments.append((actions.increment.counter, ts, actions.increment.window.ms, cause))
+        inc = actions.increment
+        out.increments.append((inc.counter, ts, inc.window.ms, cause))
+        if inc.at is not None:
+            out.thresholds.append(Threshold(trigger, inc.counter, inc.at, ts, cause))
     if actions.emit is not None:
         emit = actions.emit
         out.emits.append(
@@ -119,4 +136,17 @@ def effects_of_timer(trigger: CompiledTrigger, customer_id: str, due_ms: int) ->
     if schedule is not None:
         cause = f"timer@{due_ms}"
         _apply_actions(out, schedule.then, trigger=trigger.id, customer_id=customer_id, ts=due_ms, cause=cause)
+    return out
+
+
+def effects_of_threshold(trigger: CompiledTrigger, customer_id: str, watched: Threshold, count: int) -> TriggerEffects:
+    """What a watched counter does now that the store counted `count` occurrences within its
+    window, this one included: its `then`, if the count is exactly `at` (nothing otherwise).
+    The message id names the crossing, so a retried event that crosses again emits the same id."""
+    out = TriggerEffects()
+    inc = trigger.spec.increment
+    if count != watched.at or inc is None or inc.then is None or inc.counter != watched.counter:
+        return out
+    cause = f"{watched.cause}#{watched.counter}@{watched.at}"
+    _apply_actions(out, inc.then, trigger=trigger.id, customer_id=customer_id, ts=watched.ts, cause=cause)
     return out

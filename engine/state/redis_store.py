@@ -233,10 +233,15 @@ class RedisStore:
                 async with self._guard():
                     await self.client.delete(*(keys.event_seen(cid, eid) for cid, eid in ids))
 
-    async def apply_events(self, effects: Sequence[EventEffects]) -> None:
+    async def apply_events(self, effects: Sequence[EventEffects]) -> list[tuple[int, ...]]:
+        """Apply events in one round trip. Returns, per event, the counts of the counters its
+        triggers watch (engine.rules.triggers.Threshold), each taken just after its occurrence
+        was added, for the caller to act on."""
         pipe = self.client.pipeline(transaction=False)
+        watched: list[list[int]] = []
         for fx in effects:
             cid = fx.event.customer_id
+            positions: list[int] = []
             entry = orjson.dumps(fx.interaction)
             if fx.profile_set:
                 pipe.hset(keys.profile(cid), mapping={k: orjson.dumps(v) for k, v in fx.profile_set.items()})
@@ -254,7 +259,7 @@ class RedisStore:
             pipe.ltrim(keys.recent(cid), 0, self.recent_limit - 1)
             pipe.xadd(keys.STREAM_EVENTS, {"customer_id": cid, "e": entry}, maxlen=self.stream_maxlen, approximate=True)
             if fx.triggers:
-                self._queue_triggers(pipe, cid, fx.triggers)
+                positions = self._queue_triggers(pipe, cid, fx.triggers)
             if fx.event.type == "purchase":
                 pipe.lpush(keys.purchases(cid), entry)
                 pipe.ltrim(keys.purchases(cid), 0, PURCHASES_KEPT - 1)
@@ -269,7 +274,9 @@ class RedisStore:
                 day = keys.voice_day(keys.day_of(fx.ts))
                 pipe.hincrby(day, f"{fx.voice[0]}:{fx.voice[1]}", 1)
                 pipe.expire(day, keys.VOICE_TTL_S)
-        await self._execute(pipe)
+            watched.append(positions)
+        replies = await self._execute(pipe)
+        return [tuple(int(replies[i]) for i in positions) for positions in watched]
 
     async def voice_counts(self, days: Sequence[str]) -> dict[str, int]:
         """Summed `<kind>:<topic>` counts over the given days (yyyymmdd), one round trip."""
@@ -282,7 +289,9 @@ class RedisStore:
                 totals[field] = totals.get(field, 0) + n
         return totals
 
-    def _queue_triggers(self, pipe: Any, cid: str, fx: TriggerEffects) -> None:
+    def _queue_triggers(self, pipe: Any, cid: str, fx: TriggerEffects) -> list[int]:
+        """Queue a customer's trigger writes; returns where in the pipeline's replies the count of
+        each watched counter will be."""
         if fx.flags_set:
             pipe.hset(keys.flags(cid), mapping=fx.flags_set)
         if fx.flags_clear:
@@ -293,6 +302,10 @@ class RedisStore:
             pipe.zremrangebyscore(key, "-inf", f"({ts - window_ms}")
             pipe.zremrangebyrank(key, 0, -(MAX_COUNTER_ENTRIES + 1))
             pipe.pexpire(key, window_ms)
+        positions = []
+        for watched in fx.thresholds:
+            positions.append(len(pipe))
+            pipe.zcard(keys.counter(cid, watched.counter))
         if fx.timers_set or fx.timers_cancel:
             # A script, so that a worker holding a claim on one of these timers sees the change
             # whole (see engine.decision.timers); EVAL, as for value facts in apply_events.
@@ -303,9 +316,10 @@ class RedisStore:
             pipe.eval(SCHEDULE_TIMERS, 3, *_timer_keys(keys.timer_shard(cid)), *args)
         for message in fx.emits:
             pipe.xadd(keys.STREAM_OUTBOUND, {"m": orjson.dumps(message)}, maxlen=self.stream_maxlen, approximate=True)
+        return positions
 
-    async def apply_timer_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None:
-        """What fired timers do to their customers, in one round trip."""
+    async def apply_trigger_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None:
+        """What fired timers, or counters that reached a threshold, do to their customers, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for cid, fx in effects:
             self._queue_triggers(pipe, cid, fx)

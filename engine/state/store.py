@@ -31,7 +31,13 @@ class Store(Protocol):
 
     async def release_events(self, keys: Sequence[tuple[str, str]]) -> None: ...
 
-    async def apply_events(self, effects: Sequence[Any]) -> None: ...
+    async def apply_events(self, effects: Sequence[Any]) -> list[tuple[int, ...]]:
+        """Apply events in one round trip; per event, the counts of the counters its triggers watch."""
+        ...
+
+    async def apply_trigger_effects(self, effects: Sequence[tuple[str, Any]]) -> None:
+        """Trigger effects (engine.rules.triggers.TriggerEffects) per customer, in one round trip."""
+        ...
 
     async def claim_feedback(self, feedback_id: str, decision_id: str) -> tuple[StoredDecision | None, bool]:
         """The decision record, and whether this feedback id is new (claimed only if the decision exists)."""

@@ -267,3 +267,43 @@ def test_a_bug_is_a_500_with_no_detail_leaked_and_is_counted(http: TestClient, m
     assert response.json() == {"error": "internal", "message": "internal error; it has been logged"}
     assert "hunter2" not in response.text
     assert engine.metrics.get("nba_request_errors_total").value(operation="customer", error="internal") == 1
+
+
+def test_a_declared_context_field_of_the_wrong_type_is_refused_naming_it(http: TestClient) -> None:
+    for value in ("many", {"adults": 2}, True):
+        response = http.post("/v1/decisions", json={"customer_id": "alice", "channel": "web", "context": {"party_size": value}})
+        assert response.status_code == 422, value
+        assert response.json()["field"] == "context.party_size"
+    ok = http.post("/v1/decisions", json={"customer_id": "alice", "channel": "web", "context": {"party_size": 4, "extra": "x"}})
+    assert ok.status_code == 200, "a right value, and a field the rules do not declare, pass"
+
+
+def test_events_and_feedback_that_fail_to_apply_for_any_reason_can_be_retried(
+    http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing already accepted is lost, and nothing refused is taken for a duplicate later."""
+    store = http.app.state.engine.store  # type: ignore[attr-defined]
+    real_events, real_feedback = store.apply_events, store.apply_feedback
+
+    async def fails_once(*args: Any) -> Any:
+        monkeypatch.setattr(store, "apply_events", real_events)
+        raise RuntimeError("a bug while writing")
+
+    monkeypatch.setattr(store, "apply_events", fails_once)
+    event = {"event_id": "once", "customer_id": "ben", "type": "complaint", "attributes": {"topic": "seats"}}
+    assert http.post("/v1/events", json=event).status_code == 500
+    retried = http.post("/v1/events", json=event)
+    assert retried.status_code == 202 and retried.json() == {"accepted": 1, "duplicates": 0}
+
+    decision = http.post("/v1/decisions", json={"customer_id": "ben", "channel": "web"}).json()
+    fb = {"feedback_id": "fb-once", "decision_id": decision["decision_id"], "treatment_id": decision["treatments"][0]["id"]}
+    fb["outcome"] = "click"
+
+    async def feedback_fails_once(*args: Any) -> Any:
+        monkeypatch.setattr(store, "apply_feedback", real_feedback)
+        raise RuntimeError("a bug while writing")
+
+    monkeypatch.setattr(store, "apply_feedback", feedback_fails_once)
+    assert http.post("/v1/feedback", json=fb).status_code == 500
+    again = http.post("/v1/feedback", json=fb)
+    assert again.status_code == 202 and again.json() == {"accepted": True, "duplicate": False}

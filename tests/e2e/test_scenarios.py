@@ -315,3 +315,37 @@ def test_the_roi_report_credits_a_purchase_to_the_coupon_that_won_it(channel: Ch
     (tier,) = report["tiers"]
     assert tier["tier"] == "bronze" and tier["customers"] == 1, "a new customer starts in the lowest tier"
     assert channel.http.get("/v1/reports/roi", params={"days": 0}).status_code == 422
+
+
+def test_a_delay_of_exactly_45_minutes_earns_the_apology_on_the_web_too(channel: Channel, redis_sync: Redis) -> None:
+    channel.event("alice", "flight_delayed", delay_minutes=45, flight="AF7")
+    assert [m["treatment"] for m in outbound(redis_sync)] == ["apology_upgrade"]
+    channel.clock.advance(hours=1)
+    decision = channel.decide("alice", "web")
+    assert "apology_upgrade" in [t["id"] for t in decision["treatments"]]
+    fb = {"feedback_id": "f45", "decision_id": decision["decision_id"], "treatment_id": "apology_upgrade", "outcome": "accept"}
+    assert channel.http.post("/v1/feedback", json=fb).status_code == 202
+    assert channel.view("alice")["responses"] == {"apology_upgrade:accept": 1}
+
+
+def test_three_complaints_within_a_week_flag_the_customer_once_and_tell_the_service_desk(
+    channel: Channel, redis_sync: Redis
+) -> None:
+    for _ in range(2):
+        channel.event("dev", "complaint", channel="social", topic="lounge")
+        channel.clock.advance(days=1)
+    assert redis_sync.hget(keys.flags("dev"), "repeat_complainer") is None and outbound(redis_sync) == []
+    channel.event("dev", "complaint", channel="social", topic="lounge")
+    [mail] = outbound(redis_sync)
+    assert (mail["customer_id"], mail["channel"], mail["trigger"]) == ("dev", "email", "repeated_complaints")
+    assert int(redis_sync.hget(keys.flags("dev"), "repeat_complainer")) == channel.clock.now_ms() + 30 * 86_400_000
+    channel.event("dev", "complaint", channel="social", topic="lounge")
+    assert len(outbound(redis_sync)) == 1, "a fourth complaint in the same week crosses nothing"
+
+
+def test_complaints_spread_over_more_than_a_week_never_reach_the_threshold(channel: Channel, redis_sync: Redis) -> None:
+    for _ in range(4):
+        channel.event("carla", "complaint", topic="seats")
+        channel.clock.advance(days=4)
+    assert redis_sync.hget(keys.flags("carla"), "repeat_complainer") is None
+    assert outbound(redis_sync) == []

@@ -157,8 +157,8 @@ class ActsAfterClaim:
     async def complete_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> None:
         await self.store.complete_timers(shard, timer_ids, lease_until_ms)
 
-    async def apply_timer_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None:
-        await self.store.apply_timer_effects(effects)
+    async def apply_trigger_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None:
+        await self.store.apply_trigger_effects(effects)
 
 
 def busy_worker(store: RedisStore, clock: FixedClock, act: Callable[[], Awaitable[None]]) -> TimerWorker:

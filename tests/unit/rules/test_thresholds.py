@@ -1,0 +1,89 @@
+"""Counter thresholds in triggers ("3 complaints in 7 days" acted on): rule-file checks and the
+pure half that turns a reported count into effects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.domain import Event
+from engine.errors import RuleSetError
+from engine.rules.loader import load_ruleset
+from engine.rules.triggers import effects_of_event, effects_of_threshold
+from tests.conftest import EXAMPLE_RULES, T0
+from tests.unit.rules.test_loader import MINIMAL, refused, write
+
+TRIGGER = """
+triggers:
+  - id: repeated
+    event: complaint
+    increment:
+      counter: complaints
+      window: {days: 7}
+%s
+"""
+
+
+def test_the_example_rules_watch_complaints_and_name_the_flag_conditions_may_read() -> None:
+    rules = load_ruleset(EXAMPLE_RULES)
+    fx = effects_of_event(
+        Event("e1", "dev", "complaint", T0, "social", {"topic": "lounge"}), T0, rules.triggers_by_event, rules.timer_cancels
+    )
+    [watched] = fx.thresholds
+    assert (watched.trigger, watched.counter, watched.at, watched.cause) == ("repeated_complaints", "complaints", 3, "e1")
+    assert ("complaints", T0, 7 * 86_400_000, "e1") in fx.increments
+    assert "repeat_complainer" in rules.vocabulary.flags
+
+
+@pytest.mark.parametrize(("count", "fires"), [(2, False), (3, True), (4, False)])
+def test_then_runs_only_when_the_count_is_exactly_at(count: int, fires: bool) -> None:
+    rules = load_ruleset(EXAMPLE_RULES)
+    trigger = rules.triggers_by_id["repeated_complaints"]
+    fx = effects_of_event(Event("e9", "dev", "complaint", T0, None, {}), T0, rules.triggers_by_event, rules.timer_cancels)
+    then = effects_of_threshold(trigger, "dev", fx.thresholds[0], count)
+    assert bool(then) is fires
+    if fires:
+        assert then.flags_set == {"repeat_complainer": T0 + 30 * 86_400_000}
+        [message] = then.emits
+        # Named after the crossing, so a retried event that crosses again emits the same id.
+        assert message["id"] == "repeated_complaints:dev:e9#complaints@3" and message["channel"] == "email"
+
+
+def test_at_without_then_is_refused_at_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", MINIMAL)
+    write(tmp_path, "t.yaml", TRIGGER % "      at: 3")
+    error = refused(tmp_path)
+    assert "`at` and `then` go together" in str(error) and "t.yaml" in str(error)
+
+
+def test_a_threshold_may_not_count_again(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", MINIMAL)
+    chained = "      at: 3\n      then:\n        increment: {counter: more, window: {days: 1}}"
+    write(tmp_path, "t.yaml", TRIGGER % chained)
+    assert "not increment another counter" in str(refused(tmp_path))
+
+
+def test_a_threshold_in_a_timer_is_refused_rather_than_ignored(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", MINIMAL)
+    write(
+        tmp_path,
+        "t.yaml",
+        """
+triggers:
+  - id: later
+    event: cart_add
+    schedule:
+      after: {minutes: 30}
+      then:
+        increment:
+          counter: abandoned
+          window: {days: 7}
+          at: 2
+          then: {set_flag: {name: serial_abandoner, expires_after: {days: 7}}}
+""",
+    )
+    error = refused(tmp_path)
+    assert isinstance(error, RuleSetError)
+    text = str(error)
+    assert "a timer's `then`" in text and "t.yaml:10" in text, text
