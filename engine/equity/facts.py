@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from engine.equity.config import EquityConfig
+from engine.errors import quoted
 
 LN2 = 0.6931471805599453
 DAY_MS = 86_400_000
@@ -132,7 +133,7 @@ def _number(attributes: Mapping[str, Any], name: str, lo: float, hi: float, *, r
             raise ValueError(f"attribute `{name}` is required")
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not lo <= value <= hi:
-        raise ValueError(f"attribute `{name}` must be a number from {lo:g} to {hi:g}, got {value!r}")
+        raise ValueError(f"attribute `{name}` must be a number from {lo:g} to {hi:g}, got {quoted(value)}")
     return float(value)
 
 
