@@ -4,7 +4,7 @@ each treatment costs today and each customer's value now. Shared by `nba report 
 
 from __future__ import annotations
 
-from redis import asyncio as aioredis
+from typing import TYPE_CHECKING
 
 from engine.equity.value import ValueModel
 from engine.errors import InvalidInput
@@ -13,6 +13,10 @@ from engine.reports.roi import RoiReport, TreatmentEconomics, roi_report
 from engine.rules.ruleset import RuleSet
 from engine.state.log_reader import read_logs
 from engine.state.value_store import ValueStore
+
+if TYPE_CHECKING:  # the client is only passed through to engine.state, which talks to Redis
+    from redis import asyncio as aioredis
+
 
 MS_PER_DAY = 86_400_000
 MAX_DAYS = 366

@@ -19,10 +19,9 @@ import ast
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from redis import asyncio as aioredis
 
 from engine.clock import MS_PER_DAY, MS_PER_HOUR
 from engine.domain import CustomerState
@@ -40,6 +39,9 @@ from engine.rules.vectorised import (
 from engine.rules.vocabulary import EvalContext
 from engine.seed import AIRPORTS, SEGMENTS, TIER_WEIGHTS, TIERS, demo_value_facts, synthetic_id
 from engine.state.customer_scan import CustomerScan
+
+if TYPE_CHECKING:  # the client is only passed through to engine.state, which talks to Redis
+    from redis import asyncio as aioredis
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from redis import asyncio as aioredis
 
 from engine.clock import FixedClock
 from engine.decision.pipeline import score
@@ -32,6 +32,10 @@ from engine.learning.worker import LearnerWorker
 from engine.rules.registry import RuleRegistry
 from engine.state.learning_store import LearningStore
 from engine.state.redis_store import RedisStore
+
+if TYPE_CHECKING:  # the client is only passed through to engine.state, which talks to Redis
+    from redis import asyncio as aioredis
+
 
 SEGMENTS = ("family", "young_adult", "business", "leisure")
 OFFERS = ("kids_club", "festival_pass", "lounge_access", "spa_weekend")
