@@ -24,7 +24,7 @@ import difflib
 import io
 import re
 import tokenize
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -39,7 +39,7 @@ from engine.rules.functions import (
 )
 from engine.rules.semantics import HELPERS as _HELPERS
 from engine.rules.semantics import NUMBER_TYPES
-from engine.rules.vocabulary import EvalContext, Vocabulary
+from engine.rules.vocabulary import EvalContext, FieldType, Vocabulary
 
 MAX_SOURCE_CHARS = 1000
 MAX_DEPTH = 32
@@ -193,8 +193,11 @@ class _Compiler:
         vocab: Vocabulary,
         pos: SourcePos | None,
         source_line: str | None,
+        event_type: str | None = None,
     ) -> None:
         self.source = source
+        self.event_type = event_type
+        """The trigger's event type when compiling its `when:`: `event.*` is that event."""
         self.text = text
         self.lead = lead
         self.lines = _LINE_BREAK.split(source)
@@ -380,7 +383,66 @@ class _Compiler:
         self.fail(f"unknown name `{name}`", at, hint)
 
     def known_fields(self) -> list[str]:
-        return sorted(f"{ns}.{f}" for ns, fields in self.vocab.namespaces.items() for f in fields)
+        return sorted(f"{ns}.{f}" for ns in self.vocab.namespaces for f in self.declared(ns) or self.vocab.namespaces[ns])
+
+    def declared(self, ns: str) -> Mapping[str, FieldType] | None:
+        """The fields `ns.<name>` may name here, or None when any name goes."""
+        if ns == "event" and self.event_type is not None:
+            fields = self.vocab.trigger_event_fields(self.event_type)
+            if fields is not None:
+                return fields
+        if ns in self.vocab.open_namespaces:
+            return None
+        return self.vocab.namespaces[ns]
+
+    def unknown_event_attribute(self, name: str, event_type: str | None, fields: Mapping[str, FieldType], prefix: str) -> str:
+        """The hint for an event attribute nothing declares where it is read.
+
+        Names are matched without their `event.` prefix, which would make every short name look
+        close to every other. A name declared for another type says so first: suggesting a
+        near-miss there would hide that the declaration is what is missing.
+        """
+        elsewhere = self.vocab.types_declaring(name)
+        if event_type is not None and name in ("ts", "channel") and name not in fields:
+            return f"a trigger's condition sees the event's `type` and attributes, not its `{name}`"
+        if event_type is not None and elsewhere:
+            return (
+                f"`{name}` is declared for {', '.join(f'`{t}`' for t in elsewhere)} events, not `{event_type}`;"
+                f" declare it for `{event_type}` under `event_types:`"
+            )
+        close = difflib.get_close_matches(name, sorted(fields), n=1)
+        if close:
+            return f"did you mean `{prefix}{close[0]}`?"
+        if event_type is None:
+            return f"no event type declares `{name}`; declare it under `event_types:`"
+        return f"`{event_type}` events declare: {', '.join(sorted(fields))}; declare more under `event_types:`"
+
+    def nested(self, what: str, kind: FieldType | None, chain: list[ast.Attribute]) -> None:
+        """Refuse `.x.y` past a declared attribute unless it may hold a record (`any`)."""
+        if len(chain) > 1 and kind != "any":
+            self.fail(
+                f"attribute access is not allowed: `{chain[1].attr}` (`{what}` is a {kind}, not a record)",
+                at=self.attr_at(chain[1]),
+            )
+
+    def record_access(self, root: ast.Call, spec: FunctionSpec, chain: list[ast.Attribute], attrs: list[str]) -> None:
+        """Check `last('<type>').<attr>` against what that event type declares."""
+        index = next((i for i, p in enumerate(spec.params) if p.kind == "event_type"), None)
+        if index is None or index >= len(root.args):
+            return
+        arg = root.args[index]
+        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+            return
+        event_type = arg.value
+        fields = self.vocab.last_event_fields(event_type)
+        if fields is None:
+            return
+        name = attrs[0]
+        call = f"{spec.name}('{event_type}')"
+        if name not in fields:
+            hint = self.unknown_event_attribute(name, event_type, fields, "")
+            self.fail(f"unknown attribute `{name}` of `{call}`", at=self.attr_at(chain[0]), hint=hint)
+        self.nested(f"{call}.{name}", fields[name], chain)
 
     def on_attribute(self, node: ast.Attribute) -> ast.expr:
         chain: list[ast.Attribute] = []
@@ -399,6 +461,7 @@ class _Compiler:
             spec = FUNCTIONS.get(root.func.id) if isinstance(root.func, ast.Name) else None
             if spec is not None and spec.returns_record:
                 result = self.visit(root)
+                self.record_access(root, spec, chain, attrs)
                 for attr in attrs:
                     result = _call("_get", result, ast.Constant(value=attr))
                 return result
@@ -419,18 +482,24 @@ class _Compiler:
     def field_access(self, root: ast.Name, chain: list[ast.Attribute], attrs: list[str]) -> ast.expr:
         ns = root.id
         field_name = attrs[0]
-        is_open = ns in self.vocab.open_namespaces
-        if not is_open:
-            declared = self.vocab.namespaces[ns]
+        declared = self.declared(ns)
+        if declared is not None:
+            dotted = f"{ns}.{field_name}"
             if field_name not in declared:
-                dotted = f"{ns}.{field_name}"
+                if ns == "event" and self.vocab.event_attributes is not None:
+                    hint = self.unknown_event_attribute(field_name, self.event_type, declared, "event.")
+                    if self.event_type is not None:
+                        self.fail(f"unknown attribute `{dotted}` of `{self.event_type}` events", self.start(root), hint)
+                    self.fail(f"unknown field `{dotted}`", at=self.start(root), hint=hint)
                 hint = _did_you_mean(dotted, self.known_fields())
                 if hint is None and declared:
                     hint = f"known fields of `{ns}`: " + ", ".join(sorted(declared))
                 elif hint is None:
                     hint = f"`{ns}` declares no fields"
                 self.fail(f"unknown field `{dotted}`", at=self.start(root), hint=hint)
-            if len(attrs) > 1:
+            if ns == "event":
+                self.nested(dotted, declared[field_name], chain)
+            elif len(attrs) > 1:
                 self.fail(
                     f"attribute access is not allowed: `{attrs[1]}` (`{ns}.{field_name}` is a field, not a namespace)",
                     at=self.attr_at(chain[1]),
@@ -677,11 +746,13 @@ def compile_condition(
     *,
     pos: SourcePos | None = None,
     source_line: str | None = None,
+    event_type: str | None = None,
 ) -> Condition:
     """Check `source` against `vocab` and compile it; raise ConditionError if refused.
 
     `pos` is where the expression text starts in its rule file and `source_line` that file
-    line, so problems point into the file the marketer edits.
+    line, so problems point into the file the marketer edits. `event_type` is given for a
+    trigger's `when:`, whose `event.*` is an event of that type, so only its attributes go.
     """
     if not isinstance(source, str):
         where = pos or SourcePos(DEFAULT_FILE, 1, 1)
@@ -694,7 +765,7 @@ def compile_condition(
             )
         )
     text = source.lstrip(" \t\f")
-    compiler = _Compiler(source, text, len(source) - len(text), vocab, pos, source_line)
+    compiler = _Compiler(source, text, len(source) - len(text), vocab, pos, source_line, event_type)
     if len(source) > MAX_SOURCE_CHARS:
         compiler.fail(
             f"expression too long ({len(source)} characters > {MAX_SOURCE_CHARS})",

@@ -31,7 +31,7 @@ from engine.rules.schema import (
     Trigger,
 )
 from engine.rules.triggers import CompiledTrigger
-from engine.rules.vocabulary import Vocabulary
+from engine.rules.vocabulary import BUILTIN_EVENT_ATTRIBUTES, REQUEST_EVENT_FIELDS, FieldType, Vocabulary
 from engine.rules.yamlsource import Loc, YamlDocument, read_yaml
 
 TEST_SUFFIXES = ("_test.yaml", "_test.yml")
@@ -125,10 +125,10 @@ class _Compiler:
         self.problems.append(RuleProblem(pos, f"unknown tier `{tier}`", doc.line_text(pos.line), hint=f"tiers are: {tiers}"))
         return None
 
-    def condition(self, doc: YamlDocument, loc: Loc, source: str) -> Condition | None:
+    def condition(self, doc: YamlDocument, loc: Loc, source: str, event_type: str | None = None) -> Condition | None:
         start = doc.expression_start(loc)
         try:
-            return compile_condition(source, self.vocab, pos=start, source_line=doc.line_text(start.line))
+            return compile_condition(source, self.vocab, pos=start, source_line=doc.line_text(start.line), event_type=event_type)
         except ConditionError as exc:
             self.problems.append(exc.problem)
             return None
@@ -252,10 +252,13 @@ def load_ruleset(directory: Path | str) -> RuleSet:
         if rule_file is not None:
             parsed.append((doc, rule_file))
 
-    fields, arbitration, equity, experiments, event_types = _singletons(parsed, problems)
+    fields, arbitration, equity, experiments = _singletons(parsed, problems)
+    event_attributes = _event_attributes(parsed, problems)
     flags, counters = _trigger_names(parsed)
     questions = {q.id: q.field for _, rf in parsed for q in rf.questions if q is not None}
-    vocab = Vocabulary.build(fields.customer, fields.context, event_types, flags, counters, questions)
+    vocab = Vocabulary.build(
+        fields.customer, fields.context, flags=flags, counters=counters, questions=questions, event_attributes=event_attributes
+    )
     compiler = _Compiler(vocab, equity)
     triggers = _compile_triggers(parsed, vocab, compiler, problems)
     treatments: list[CompiledTreatment] = []
@@ -407,7 +410,9 @@ def _compile_triggers(
                         hint="move the increment and its threshold to a trigger on the event itself",
                     )
                 )
-            when = compiler.condition(doc, (*loc, "when"), t.when) if t.when else None
+            # An unknown event type is reported above; its attributes would only add noise.
+            event_type = t.event if t.event in vocab.event_types else None
+            when = compiler.condition(doc, (*loc, "when"), t.when, event_type) if t.when else None
             if when is not None and (when.functions or any(not n.startswith("event.") for n in when.names)):
                 pos = doc.expression_start((*loc, "when"))
                 problems.append(
@@ -424,14 +429,44 @@ def _compile_triggers(
 SINGLETONS = ("fields", "arbitration", "equity", "experiments")
 
 
+def _event_attributes(
+    parsed: list[tuple[YamlDocument, RuleFile]], problems: list[RuleProblem]
+) -> dict[str, dict[str, FieldType]]:
+    """Event type -> attributes declared for it beyond the built-in ones, merged across files.
+
+    An attribute keeps one type: two types for it would make one of the conditions reading it
+    silently false, so a second, different type is refused where it is written.
+    """
+    out: dict[str, dict[str, FieldType]] = {}
+    first: dict[tuple[str, str], SourcePos] = {}
+    for doc, rf in parsed:
+        for i, declaration in enumerate(rf.event_types):
+            declared = out.setdefault(declaration.name, {})
+            for attribute, kind in declaration.attributes.items():
+                pos = doc.pos_of(("event_types", i, "attributes", attribute))
+                builtin = BUILTIN_EVENT_ATTRIBUTES.get(declaration.name, {}).get(attribute)
+                earlier = declared.get(attribute)
+                if attribute in REQUEST_EVENT_FIELDS:
+                    message = f"`{attribute}` is part of every event; it cannot be declared as an attribute"
+                elif builtin is not None and builtin != kind:
+                    message = f"`{declaration.name}` attribute `{attribute}` is built in as {builtin}, not {kind}"
+                elif earlier is not None and earlier != kind:
+                    where = first[(declaration.name, attribute)]
+                    message = f"`{declaration.name}` attribute `{attribute}` is declared as {earlier} at {where}, not {kind}"
+                else:
+                    declared[attribute] = kind
+                    first.setdefault((declaration.name, attribute), pos)
+                    continue
+                problems.append(RuleProblem(pos, message, doc.line_text(pos.line)))
+    return out
+
+
 def _singletons(
     parsed: list[tuple[YamlDocument, RuleFile]], problems: list[RuleProblem]
-) -> tuple[Fields, Arbitration, EquityConfig, Experiments, list[str]]:
-    """Sections that may appear in one file only (SINGLETONS); event types merge."""
+) -> tuple[Fields, Arbitration, EquityConfig, Experiments]:
+    """Sections that may appear in one file only (SINGLETONS)."""
     found: dict[str, Any] = {}
-    event_types: list[str] = []
     for doc, rf in parsed:
-        event_types.extend(rf.event_types)
         for section in SINGLETONS:
             value = getattr(rf, section)
             if value is None:
@@ -448,5 +483,4 @@ def _singletons(
         found.get("arbitration") or Arbitration(),
         found.get("equity") or EquityConfig.default(),
         found.get("experiments") or Experiments(),
-        event_types,
     )

@@ -2,13 +2,24 @@
 
 A rule set is a directory of YAML files; each file may hold any of these sections and the
 loader merges them. Conditions stay strings here; the loader compiles them.
+
+`event_types:` lists event types beyond the built-in ones and the attributes conditions may read
+from events, so a misspelt `event.delay_minuts` is refused when the rules load:
+
+    event_types:
+      - survey_sent                                   # a new type, no attributes
+      - {name: booking, attributes: {nights: number, hotel: string}}
+      - {name: flight_delayed, attributes: {gate: string}}   # adds to a built-in type
+
+Every event also has `type`; a decision's event may carry `ts` and `channel`, and `last(...)`
+records have `ts`. Declarations from several files merge; one attribute must keep one type.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from engine.domain import CHANNELS
 from engine.equity.config import EquityConfig
@@ -17,6 +28,7 @@ from engine.validation import Strict
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 ChannelName = Literal["web", "mobile_app", "call_center", "email", "sms", "push", "social"]
 FieldTypeName = Literal["number", "string", "bool", "list", "timestamp", "any"]
+AttributeName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 
 assert set(ChannelName.__args__) == set(CHANNELS)  # type: ignore[attr-defined]
 
@@ -288,11 +300,35 @@ class Question(Strict):
     placements: list[Identifier] = Field(default_factory=lambda: ["agent_prompt"])
 
 
+class EventTypeDeclaration(Strict):
+    """An event type and the attributes conditions may read from it (`event.<attr>` in a trigger
+    on it or in a decision, `last('<type>').<attr>`), each with its type.
+
+    Naming a built-in type adds attributes to the ones the engine declares for it. The plain
+    form, a bare name, declares a type without attributes: conditions then read only `type`
+    (and `ts`) of it, because an undeclared attribute would be silently missing, not an error.
+    """
+
+    name: Identifier
+    attributes: dict[AttributeName, FieldTypeName] = Field(default_factory=dict)
+
+
+def _named_only(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+EventTypeEntry = Annotated[EventTypeDeclaration, BeforeValidator(_named_only)]
+
+
 class RuleFile(Strict):
     """One YAML file of a rule set; every section is optional."""
 
     fields: Fields | None = None
-    event_types: list[Identifier] = Field(default_factory=list, description="Event types beyond the built-in ones.")
+    event_types: list[EventTypeEntry] = Field(
+        default_factory=list,
+        description="Event types beyond the built-in ones, and attributes of any type: `- survey_sent` or "
+        "`- {name: flight_delayed, attributes: {gate: string}}`.",
+    )
     arbitration: Arbitration | None = None
     equity: EquityConfig | None = None
     experiments: Experiments | None = None

@@ -2,7 +2,9 @@
 
 Marketers declare customer and context fields in the rule set (`fields:`), so a typo such as
 `customer.teir` is refused when the rules load instead of silently evaluating to false for
-every customer. Built-in namespaces (`cart`) and event types are declared here.
+every customer. Built-in namespaces (`cart`), event types and the attributes of each built-in
+event type are declared here; a rule set declares more under `event_types:`, so
+`event.delay_minuts` or `last('purchase').amout` are refused the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +37,38 @@ BUILTIN_EVENT_TYPES: tuple[str, ...] = (
     "question_answered",
     "order_status",
 )
+
+BUILTIN_EVENT_ATTRIBUTES: dict[str, dict[str, FieldType]] = {
+    "page_view": {"page": "string"},
+    "cart_add": {"sku": "string", "qty": "number", "price": "number", "name": "string"},
+    "cart_remove": {"sku": "string"},
+    "checkout": {},
+    "purchase": {"amount": "number", "order_id": "string", "margin": "number", "clears_cart": "bool"},
+    "flight_delayed": {"delay_minutes": "number", "flight": "string"},
+    "complaint": {"topic": "string"},
+    "compliment": {"topic": "string"},
+    "email_received": {"subject": "string"},
+    "call_started": {"reason": "string"},
+    "profile_update": {},  # every declared customer field, added by `Vocabulary.build`
+    "social_mention": {"sentiment": "number"},
+    "survey": {"nps": "number", "csat": "number"},
+    "referral": {},
+    "idea": {"topic": "string"},
+    "question_answered": {"question": "string", "answer": "any"},
+    "order_status": {"order_id": "string", "status": "string"},
+}
+"""The attributes the engine itself reads or that integrations are documented to send
+(engine.decision.events, engine.equity.facts); a rule set may declare more per type."""
+
+assert set(BUILTIN_EVENT_ATTRIBUTES) == set(BUILTIN_EVENT_TYPES)
+
+TRIGGER_EVENT_FIELDS: dict[str, FieldType] = {"type": "string"}
+"""What a trigger's `when:` reads besides the attributes: the trigger sees `{type, **attributes}`
+(engine.rules.triggers), so `event.ts` there would always be missing."""
+REQUEST_EVENT_FIELDS: dict[str, FieldType] = {"type": "string", "ts": "timestamp", "channel": "string"}
+"""What the event sent with a decision request may carry besides the attributes of its type."""
+LAST_EVENT_FIELDS: dict[str, FieldType] = {"ts": "timestamp"}
+"""What `last('<type>')` holds besides the attributes: it is stored as `{ts, **attributes}`."""
 
 CART_FIELDS: dict[str, FieldType] = {"value": "number", "items": "number", "skus": "list"}
 VALUE_FIELDS: dict[str, FieldType] = {
@@ -84,17 +118,32 @@ def type_problem(kind: FieldType, value: Any) -> str | None:
     return None if isinstance(value, expected) else f"is {_KIND_WORDS[kind]}, got {quoted(value)}"
 
 
+def request_event_fields(attributes: Mapping[str, Mapping[str, FieldType]]) -> dict[str, FieldType]:
+    """`event.<name>` outside triggers: the decision request's event, whose type is only known
+    when the request comes, so any attribute some event type declares, typed `any` when event
+    types disagree on its type."""
+    fields: dict[str, FieldType] = {}
+    for declared in attributes.values():
+        for name, kind in declared.items():
+            fields[name] = kind if fields.get(name, kind) == kind else "any"
+    return {**fields, **REQUEST_EVENT_FIELDS}
+
+
 @dataclass(frozen=True, slots=True)
 class Vocabulary:
     """Names a condition may use. `namespaces[ns][field]` is the declared type.
 
-    A namespace listed in `open_namespaces` accepts any field name (its content is
-    free-form, e.g. the attributes of the triggering event).
+    A namespace listed in `open_namespaces` accepts any field name. `event` is open, and
+    `last(...)` records unchecked, unless `event_attributes` says what each event type carries:
+    a vocabulary built for a rule set always does (`build`); one made by hand, to compile a
+    condition on its own, need not.
     """
 
     namespaces: Mapping[str, Mapping[str, FieldType]]
     event_types: frozenset[str] = frozenset(BUILTIN_EVENT_TYPES)
     open_namespaces: frozenset[str] = frozenset({"event"})
+    event_attributes: Mapping[str, Mapping[str, FieldType]] | None = None
+    """Event type -> its declared attributes and their types; None leaves them unchecked."""
     flags: frozenset[str] = frozenset()
     """Flags some trigger sets: `flag('x')` naming any other is refused when the rules load."""
     counters: frozenset[str] = frozenset()
@@ -111,20 +160,55 @@ class Vocabulary:
         flags: Sequence[str] = (),
         counters: Sequence[str] = (),
         questions: Mapping[str, str] | None = None,
+        event_attributes: Mapping[str, Mapping[str, FieldType]] | None = None,
     ) -> Vocabulary:
+        """With `event_attributes` (extra attributes per event type, on top of the built-in ones;
+        may be empty), event attributes are checked: `event` is closed to the names some event
+        type declares. Without it, they are not (conditions compiled outside a rule set)."""
+        event_types = frozenset(BUILTIN_EVENT_TYPES) | frozenset(extra_event_types) | frozenset(event_attributes or {})
+        attributes: dict[str, dict[str, FieldType]] | None = None
+        event_fields: dict[str, FieldType] = {"type": "string"}
+        open_namespaces = frozenset({"event"})
+        if event_attributes is not None:
+            attributes = {name: dict(BUILTIN_EVENT_ATTRIBUTES.get(name, {})) for name in sorted(event_types)}
+            attributes["profile_update"].update(customer or {})
+            for name, declared in event_attributes.items():
+                attributes[name].update(declared)
+            event_fields = request_event_fields(attributes)
+            open_namespaces = frozenset()
         return cls(
             namespaces={
                 "customer": dict(customer or {}),
                 "context": dict(context or {}),
                 "cart": dict(CART_FIELDS),
                 "value": dict(VALUE_FIELDS),
-                "event": {"type": "string"},
+                "event": event_fields,
             },
-            event_types=frozenset(BUILTIN_EVENT_TYPES) | frozenset(extra_event_types),
+            event_types=event_types,
+            open_namespaces=open_namespaces,
+            event_attributes=attributes,
             flags=frozenset(flags),
             counters=frozenset(counters),
             questions=dict(questions or {}),
         )
+
+    def trigger_event_fields(self, event_type: str) -> Mapping[str, FieldType] | None:
+        """What `event.<name>` may be in a trigger on `event_type`, or None when unchecked."""
+        if self.event_attributes is None:
+            return None
+        return {**self.event_attributes.get(event_type, {}), **TRIGGER_EVENT_FIELDS}
+
+    def last_event_fields(self, event_type: str) -> Mapping[str, FieldType] | None:
+        """What `last(event_type).<name>` may be, or None when unchecked."""
+        if self.event_attributes is None:
+            return None
+        return {**self.event_attributes.get(event_type, {}), **LAST_EVENT_FIELDS}
+
+    def types_declaring(self, attribute: str) -> list[str]:
+        """Event types that declare `attribute`, for hints when another type is named."""
+        if self.event_attributes is None:
+            return []
+        return sorted(t for t, declared in self.event_attributes.items() if attribute in declared)
 
     def check_fields(self, namespace: str, values: Mapping[str, Any], where: str = "") -> None:
         """Refuse a value of the wrong type for a declared field of `namespace`, naming the field
