@@ -1,11 +1,18 @@
 """The learner: turns logged decisions and feedback into training examples, exactly once.
 
-Labels. A positive outcome (accept, purchase, click — as the model spec weighs them) is learned
-as soon as its feedback arrives; a stronger outcome later for the same impression adds only the
-difference, so an impression never counts for more than its strongest outcome. An impression
-with no positive outcome when its window (`non_response_after_s`) closes is learned as a
-negative; an explicit `reject` is a negative at once. A positive that arrives after the window
-closed (but while the decision record lives) is still learned.
+Labels. Every rule below is judged by when the feedback happened (its `ts`) against the
+decision's window (`non_response_after_s` from the decision), never by when the learner reads it,
+so a learner that is behind or was down learns what a punctual one would have learned.
+
+* A positive outcome (accept, purchase, click — as the model spec weighs them) is learned as
+  soon as its feedback is read. A stronger outcome later for the same impression adds only the
+  difference, for as long as the decision record lives: the positive weights of an impression
+  add up to its strongest outcome, never more.
+* An impression with no positive outcome within its window is learned once as a negative. The
+  window is closed when the learner's clock passes it and it has read the feedback of that time.
+* An explicit `reject` is that negative at once, if no positive came first.
+* Late rewards within the decision TTL count: a positive that happened after the window is
+  still learned (after the window's negative, which it does not undo), while the record lives.
 
 Features. Each decision record carries the customer and context fields the model read at
 decision time, so learning uses what the model saw, not today's profile.
@@ -14,14 +21,17 @@ Windows. The decision write-back opens each shown treatment's reward window (a s
 due times per model), so the learner never reads the decisions stream back.
 
 Exactly once. Feedback is read through a consumer group per model. A snapshot (learner,
-exported weights, evidence, and the last stream position it covers) is stored in one MULTI
+exported weights, evidence, and the last stream position it covers) is stored atomically
 with the reward windows it settles and the positives it recorded; entries are acknowledged
 only after that. On restart the snapshot is loaded and
 entries at or before its position are skipped, so nothing is learned twice or skipped.
 
 One learner per model at a time holds a lease in Redis; other processes stand by and take over
-(claiming the entries delivered to the dead one) when the lease lapses. Several models are
-learned by whichever processes hold their leases, so learners scale out by model.
+(claiming the entries delivered to the dead one) when the lease lapses. A snapshot is stored
+only while its learner still holds the lease and the stored snapshot is the one it started
+from; otherwise it stands by without acknowledging anything, so a learner that stalled past
+its lease cannot overwrite the newer learner's work. Several models are learned by whichever
+processes hold their leases, so learners scale out by model.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from engine.learning.learners import Learner, make_learner
 from engine.learning.serving import pack_weights
 from engine.learning.spec import ModelSpec
 from engine.state.keys import STREAM_FEEDBACK
-from engine.state.learning_store import LearningStore, StreamEntry, stream_order
+from engine.state.learning_store import LearningStore, SnapshotRefused, StreamEntry, stream_order
 
 log = logging.getLogger("engine.learner")
 
@@ -98,7 +108,10 @@ class LearnerWorker:
         batch: int = 500,
         snapshot_every_s: float = 0.5,
         monotonic: Callable[[], float] = time.monotonic,
+        lease: str | None = None,
     ) -> None:
+        """`lease`: the owner name of the model's lease this worker learns under; its snapshots
+        are refused once another holds it. None for a worker that is the only learner."""
         self.store = store
         self.spec = spec
         self.clock = clock
@@ -109,10 +122,12 @@ class LearnerWorker:
         self.featurizer = Featurizer(spec)
         self.group = group_name(spec.id)
         self.state = LearnerState(make_learner(spec), spec.fingerprint)
+        self.lease = lease
         self.version = 0
         self._unacked: list[StreamEntry] = []
         self._settled: dict[str, None] = {}  # ordered set: settled since the last snapshot
-        self._positives: dict[str, float] = {}
+        self._positives: dict[str, tuple[float, int]] = {}  # weight, and when it may be forgotten
+        self._horizon = 0
         self._dirty = False
         self._learned = False
         self._last_snapshot = monotonic()
@@ -129,9 +144,9 @@ class LearnerWorker:
         snapshot = await self.store.load_snapshot(self.spec.id)
         if snapshot is not None:
             state: LearnerState = pickle.loads(snapshot.learner)  # written by this class only
+            self.version = snapshot.version  # the snapshot ours must replace, whatever it holds
             if state.fingerprint == self.spec.fingerprint:
                 self.state = state
-                self.version = snapshot.version
             else:
                 # Old weights mean nothing under new features; keep the stream positions only.
                 self.state.positions = state.positions
@@ -148,6 +163,7 @@ class LearnerWorker:
         fresh = [e for e in entries if not self.state.covered(e)]
         self._unacked.extend(entries)
         report.entries = len(fresh)
+        self._horizon = self._read_up_to(entries)
         feedback = [e for e in fresh if e.stream == STREAM_FEEDBACK]
         await self._learn_feedback(feedback, report)
         await self._close_windows(report)
@@ -175,6 +191,21 @@ class LearnerWorker:
                 return entries
         return await self.store.read({s: ">" for s in STREAMS}, self.group, self.consumer, count=self.batch, block_ms=block_ms)
 
+    def _read_up_to(self, entries: Sequence[StreamEntry]) -> int:
+        """The time up to which feedback has been read: now when the stream is drained, else the
+        latest feedback in a full page — a window due after that may still have a positive
+        waiting in the backlog, so it must not be closed yet."""
+        now = self.clock.now_ms()
+        if len(entries) < self.batch and not self._pending_from:
+            return now
+        stamps = [ts for e in entries if e.stream == STREAM_FEEDBACK and (ts := orjson.loads(e.fields[b"f"]).get("ts"))]
+        return min(now, max(stamps)) if stamps else now
+
+    def _window_ms(self, record: StoredDecision) -> int:
+        """The window the decision opened (a spec change since does not move it)."""
+        logged = (record.model or {}).get("window_ms")
+        return int(logged) if logged else self.spec.reward.non_response_after_s * 1000
+
     async def _learn_feedback(self, entries: Sequence[StreamEntry], report: StepReport) -> None:
         items = [orjson.loads(e.fields[b"f"]) for e in entries]
         wanted = [
@@ -182,39 +213,49 @@ class LearnerWorker:
         ]
         if not wanted:
             return
-        records = await self.store.decisions([f["decision_id"] for f in wanted])
+        records = await self.store.decisions_with_ttl([f["decision_id"] for f in wanted])
         members = [window_member(f["decision_id"], f["treatment_id"]) for f in wanted]
-        stored = await self.store.positive_weights(self.spec.id, members)
+        stored = await self.store.impressions(self.spec.id, members)
         now = self.clock.now_ms()
-        window_ms = self.spec.reward.non_response_after_s * 1000
-        for f, record, member, before in zip(wanted, records, members, stored, strict=True):
+        for f, (record, ttl_ms), member, (before, window_open) in zip(wanted, records, members, stored, strict=True):
             if record is None or not self._ours(record):
                 report.expired += record is None
                 continue
-            previous = self._positives.get(member, before or 0.0)
+            previous = self._positives[member][0] if member in self._positives else before or 0.0
+            # Still open: not settled by a snapshot, nor since. Closing it is what learns its negative.
+            unsettled = window_open and member not in self._settled
             if f["outcome"] == "reject":
-                if previous == 0.0 and member not in self._settled:
-                    self._learn(record, f["treatment_id"], False, self.spec.reward.negative_weight)
-                    report.negatives += 1
-                    self._settled[member] = None
+                if previous == 0.0 and unsettled:
+                    self._settle_as_negative(record, member, f["treatment_id"], report)
                 continue
             weight = self.spec.reward.outcome_weight(f["outcome"], f.get("value"))
             if weight <= previous:
                 continue
+            happened = int(f.get("ts") or now)
+            if previous == 0.0 and unsettled and happened >= record.ts + self._window_ms(record):
+                # The first positive came after the window: the impression was unanswered within
+                # it, as a punctual learner would have found when closing it.
+                self._settle_as_negative(record, member, f["treatment_id"], report)
             self._learn(record, f["treatment_id"], True, weight - previous)
             report.positives += 1
-            if now < record.ts + window_ms:
-                self._positives[member] = weight
+            # Remembered as long as feedback for it can be learned, so a later, stronger outcome
+            # adds only the difference; the snapshot forgets it when the record is gone.
+            self._positives[member] = (weight, now + (ttl_ms if ttl_ms > 0 else self._window_ms(record)))
+
+    def _settle_as_negative(self, record: StoredDecision, member: str, treatment_id: str, report: StepReport) -> None:
+        self._learn(record, treatment_id, False, self.spec.reward.negative_weight)
+        report.negatives += 1
+        self._settled[member] = None
 
     async def _close_windows(self, report: StepReport) -> None:
         # Settled windows stay in the due set until the snapshot that covers them, so look past them.
-        due = await self.store.due_windows(self.spec.id, self.clock.now_ms(), self.batch + len(self._settled))
+        due = await self.store.due_windows(self.spec.id, self._horizon, self.batch + len(self._settled))
         due = [(m, ts) for m, ts in due if m not in self._settled][: self.batch]
         if not due:
             return
         members = [m for m, _ in due]
         stored = await self.store.positive_weights(self.spec.id, members)
-        open_negatives = [m for m, w in zip(members, stored, strict=True) if not w and not self._positives.get(m)]
+        open_negatives = [m for m, w in zip(members, stored, strict=True) if not w and m not in self._positives]
         records = await self.store.decisions([m.split("|", 1)[0] for m in open_negatives])
         for member, record in zip(open_negatives, records, strict=True):
             if record is None:
@@ -249,7 +290,11 @@ class LearnerWorker:
 
     async def publish(self) -> int:
         """Store a snapshot (and new served weights if anything was learned), then acknowledge
-        the entries it covers."""
+        the entries it covers.
+
+        Raises SnapshotRefused, acknowledging nothing, when another learner holds the lease or
+        has stored a snapshot since this one restored: its entries are then learned (once) by
+        that learner, and this worker must not be used again."""
         meta: dict[str, Any] = {
             "model_id": self.spec.id,
             "fingerprint": self.spec.fingerprint,
@@ -266,7 +311,15 @@ class LearnerWorker:
             weights, meta["bias"] = self.state.learner.export_linear(self.spec.hash_bits)
             packed = pack_weights(weights)
         self.version = await self.store.save_snapshot(
-            self.spec.id, blob, packed, meta, list(self._settled), self._positives, self.version
+            self.spec.id,
+            blob,
+            packed,
+            meta,
+            list(self._settled),
+            self._positives,
+            self.version,
+            owner=self.lease,
+            now_ms=self.clock.now_ms(),
         )
         await self.store.ack(self.group, self._unacked)
         self._unacked, self._settled, self._positives = [], {}, {}
@@ -287,17 +340,19 @@ async def learn_model(
     *,
     lease_ttl_ms: int = LEASE_TTL_MS,
     idle_s: float = 0.5,
+    snapshot_every_s: float = 0.5,
 ) -> None:
     """Learn one model while holding its lease; stand by while another process holds it.
 
-    A fresh worker restores from the snapshot each time the lease is (re)gained, so a process
-    that lost its lease never publishes over the newer learner's work.
+    A fresh worker restores from the snapshot each time the lease is (re)gained. A process that
+    stalled past its lease finds out when it next publishes (the snapshot is refused) or renews,
+    and stands by with what it read unacknowledged, for the new holder to learn.
     """
     while not stop.is_set():
         if not await store.acquire_lease(spec.id, consumer, lease_ttl_ms):
             await _sleep_or_stop(stop, idle_s)
             continue
-        worker = LearnerWorker(store, spec, clock, consumer=consumer)
+        worker = LearnerWorker(store, spec, clock, consumer=consumer, lease=consumer, snapshot_every_s=snapshot_every_s)
         try:
             await worker.restore()
             renew_every = lease_ttl_ms / 3000
@@ -312,6 +367,8 @@ async def learn_model(
             else:
                 if worker.dirty:
                     await worker.publish()
+        except SnapshotRefused as exc:
+            log.warning("%s; standing by", exc)
         except Exception:
             log.exception("model %s: learner failed; retrying from the last snapshot", spec.id)
             await _sleep_or_stop(stop, idle_s)

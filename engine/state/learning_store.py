@@ -1,15 +1,19 @@
 """Redis side of online learning: consuming the logs, model snapshots, leases, reward windows.
 
 All keys of one model share the hash tag `{m:<model>}`, so a snapshot and the bookkeeping it
-covers (reward windows settled, stream positions reached) are written in one MULTI/EXEC — on
-Redis Cluster too. That is what makes learning exactly-once: a restart resumes from the last
-snapshot, and anything learned after it is learned again exactly once, because the stream
-entries and windows it covered were not yet marked done.
+covers (reward windows settled, positives recorded, stream positions reached) are written by one
+script — on Redis Cluster too. That is what makes learning exactly-once: a restart resumes from
+the last snapshot, and anything learned after it is learned again exactly once, because the
+stream entries and windows it covered were not yet marked done.
+
+The same script refuses a snapshot from a learner that no longer holds the model's lease, or
+that did not start from the snapshot now stored: a learner that stalled past its lease would
+otherwise overwrite the work of the one that took over, whose entries are already acknowledged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +33,54 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+# KEYS: snapshot, served, version counter, positives, positives expiry, due, lease.
+# ARGV: owner ('' = no lease), expected version, learner, weights ('' with has_weights 0), has_weights,
+#       meta JSON without its version, now (ms, 0 = no pruning), n settled, n positives,
+#       then the settled members, then (member, weight, forget at ms) per positive.
+# Returns the version now stored, -1 when the lease is another's, -2 when another snapshot was stored.
+_SAVE = """
+if ARGV[1] ~= '' and redis.call('get', KEYS[7]) ~= ARGV[1] then return -1 end
+local current = tonumber(redis.call('hget', KEYS[1], 'version') or '0')
+if current ~= tonumber(ARGV[2]) then return -2 end
+local version = current
+if ARGV[5] == '1' then
+  version = redis.call('incr', KEYS[3])
+  -- A counter behind the snapshot (lost, or reset) would hand out a version serving ignores as old.
+  if version <= current then
+    version = current + 1
+    redis.call('set', KEYS[3], version)
+  end
+end
+-- The version is only known here; splicing it in keeps the caller's JSON as it was encoded.
+local rest = string.sub(ARGV[6], 2)
+if rest ~= '}' then rest = ',' .. rest end
+local meta = '{"version":' .. version .. rest
+redis.call('hset', KEYS[1], 'version', version, 'learner', ARGV[3], 'meta', meta)
+if ARGV[5] == '1' then redis.call('hset', KEYS[2], 'version', version, 'weights', ARGV[4], 'meta', meta) end
+local n_settled, n_positives = tonumber(ARGV[8]), tonumber(ARGV[9])
+local at = 10
+for i = at, at + n_settled - 1 do redis.call('zrem', KEYS[6], ARGV[i]) end
+at = at + n_settled
+for i = at, at + 3 * n_positives - 1, 3 do
+  redis.call('hset', KEYS[4], ARGV[i], ARGV[i + 1])
+  redis.call('zadd', KEYS[5], ARGV[i + 2], ARGV[i])
+end
+local now = tonumber(ARGV[7])
+if now > 0 then
+  -- A bounded share per snapshot, so one publication never blocks Redis for long.
+  local gone = redis.call('zrangebyscore', KEYS[5], '-inf', now, 'LIMIT', 0, 1000)
+  for _, member in ipairs(gone) do
+    redis.call('hdel', KEYS[4], member)
+    redis.call('zrem', KEYS[5], member)
+  end
+end
+return version
+"""
+
+
+class SnapshotRefused(Exception):
+    """Another learner holds the model's lease or has stored a newer snapshot: this one's work
+    must not be published, and its entries must not be acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +108,11 @@ class ServedWeights:
     meta: dict[str, Any]
 
 
+def positives_expiry_key(model_id: str) -> str:
+    """Sorted set: impression -> when its recorded positive may be forgotten (its decision expired)."""
+    return keys.model_prefix(model_id) + ":pos:until"
+
+
 def stream_order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -66,6 +123,7 @@ class LearningStore:
         self.client = client
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._save = client.register_script(_SAVE)
 
     async def ensure_group(self, stream: str, group: str) -> None:
         try:
@@ -107,6 +165,21 @@ class LearningStore:
         raw = await self.client.mget([keys.decision(d) for d in decision_ids])
         return [StoredDecision(**orjson.loads(r)) if r else None for r in raw]
 
+    async def decisions_with_ttl(self, decision_ids: Sequence[str]) -> list[tuple[StoredDecision | None, int]]:
+        """Each record with the ms it has left to live (negative: no expiry set), so what is
+        remembered about an impression can be forgotten when its record is."""
+        if not decision_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for d in decision_ids:
+            pipe.get(keys.decision(d))
+            pipe.pttl(keys.decision(d))
+        replies = await pipe.execute()
+        return [
+            (StoredDecision(**orjson.loads(raw)) if raw else None, int(ttl))
+            for raw, ttl in zip(replies[::2], replies[1::2], strict=True)
+        ]
+
     # -- reward windows ----------------------------------------------------------------------
 
     async def open_windows(self, model_id: str, windows: dict[str, int]) -> None:
@@ -124,6 +197,18 @@ class LearningStore:
             return []
         found = await self.client.hmget(keys.model_positives(model_id), list(members))
         return [float(v) if v is not None else None for v in found]
+
+    async def impressions(self, model_id: str, members: Sequence[str]) -> list[tuple[float | None, bool]]:
+        """For each impression: the strongest positive weight learned so far, and whether its
+        reward window is still open (not yet settled by a snapshot)."""
+        if not members:
+            return []
+        pipe = self.client.pipeline(transaction=True)  # one slot: both answers describe the same moment
+        pipe.hmget(keys.model_positives(model_id), list(members))
+        for m in members:
+            pipe.zscore(keys.model_due(model_id), m)
+        found, *scores = await pipe.execute()
+        return [(float(v) if v is not None else None, s is not None) for v, s in zip(found, scores, strict=True)]
 
     async def claim_stale(self, stream: str, group: str, consumer: str) -> int:
         """Take over entries delivered to consumers that died, so they are learned (once) here."""
@@ -144,29 +229,53 @@ class LearningStore:
         weights: bytes | None,
         meta: dict[str, Any],
         settled_windows: Sequence[str],
-        positives: dict[str, float],
+        positives: Mapping[str, tuple[float, int]],
         version: int,
+        *,
+        owner: str | None = None,
+        now_ms: int = 0,
     ) -> int:
         """Store the learner, settle the windows and record the positives it includes, atomically:
         a crash before this leaves all of it to be learned again, once. With `weights`, also
-        publish them as a new served version (returned); without, `version` stays current."""
+        publish them as a new served version (returned); without, `version` stays current.
+
+        `version` is the snapshot version the caller restored or last stored, and `owner` (when
+        given) the lease it learns under: if either no longer holds, nothing is written and
+        SnapshotRefused is raised. `positives` maps an impression to its strongest weight and the
+        time (ms) it may be forgotten — when its decision record is gone, no later feedback can
+        be learned for it; those due by `now_ms` are dropped here."""
+        body = orjson.dumps({k: v for k, v in meta.items() if k != "version"})
+        args: list[str | bytes | int | float] = [
+            owner or "",
+            version,
+            learner,
+            weights or b"",
+            1 if weights is not None else 0,
+            body,
+            now_ms,
+            len(settled_windows),
+            len(positives),
+            *settled_windows,
+        ]
+        for member, (weight, forget_at) in positives.items():
+            args += [member, weight, forget_at]
+        script_keys = [
+            keys.model_snapshot(model_id),
+            keys.model_served(model_id),
+            keys.model_version(model_id),
+            keys.model_positives(model_id),
+            positives_expiry_key(model_id),
+            keys.model_due(model_id),
+            keys.model_lease(model_id),
+        ]
+        stored = int(await self._save(keys=script_keys, args=args))
+        if stored == -1:
+            raise SnapshotRefused(f"model {model_id}: the lease is no longer held by {owner}")
+        if stored == -2:
+            raise SnapshotRefused(f"model {model_id}: another learner stored a snapshot after version {version}")
         if weights is not None:
-            version = int(await self.client.incr(keys.model_version(model_id)))
-        meta = {**meta, "version": version}
-        packed = orjson.dumps(meta)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(keys.model_snapshot(model_id), mapping={"version": version, "learner": learner, "meta": packed})
-        if weights is not None:
-            pipe.hset(keys.model_served(model_id), mapping={"version": version, "weights": weights, "meta": packed})
-        if positives:
-            pipe.hset(keys.model_positives(model_id), mapping=positives)
-        if settled_windows:
-            pipe.zrem(keys.model_due(model_id), *settled_windows)
-            pipe.hdel(keys.model_positives(model_id), *settled_windows)
-        await pipe.execute()
-        if weights is not None:
-            await self.client.publish(keys.MODEL_UPDATES_CHANNEL, f"{model_id}:{version}")
-        return version
+            await self.client.publish(keys.MODEL_UPDATES_CHANNEL, f"{model_id}:{stored}")
+        return stored
 
     async def subscribe_updates(self) -> Any:
         """A pub/sub subscription to model announcements (`<model>:<version>` messages)."""
