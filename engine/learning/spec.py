@@ -72,9 +72,11 @@ class Features(Strict):
 class Reward(Strict):
     """Which outcomes make an impression a positive example, and with what weight.
 
-    An impression is labelled once, when `non_response_after_s` has passed since it was shown:
-    positive if any outcome listed in `positive` arrived, weighted by the strongest of them;
-    otherwise negative with `negative_weight`. A purchase's weight grows with its value
+    A positive outcome listed in `positive` is learned when it arrives, weighted by the strongest
+    outcome so far (a later, stronger one adds only the difference, while the decision record
+    lives); an impression with no positive within `non_response_after_s` of being shown is
+    learned once as a negative with `negative_weight`. Lateness is judged by when the feedback
+    happened, not when the learner reads it (engine.learning.worker). A purchase's weight grows with its value
     (`value_weight`, capped at `value_cap`) so that big baskets teach the model more than small.
     """
 

@@ -212,8 +212,15 @@ def model_due(model_id: str) -> str:
 
 
 def model_positives(model_id: str) -> str:
-    """Hash of `decision_id|treatment_id` that got a positive inside the window (no negative then)."""
+    """Hash of `decision_id|treatment_id` -> the strongest positive learned for that impression,
+    kept while its decision record lives, so a later, stronger outcome adds only the difference
+    and a closed window knows it needs no negative."""
     return model_prefix(model_id) + ":pos"
+
+
+def model_positives_until(model_id: str) -> str:
+    """Sorted set: impression -> when its recorded positive may be forgotten (its decision expired)."""
+    return model_prefix(model_id) + ":pos:until"
 
 
 def model_version(model_id: str) -> str:

@@ -108,11 +108,6 @@ class ServedWeights:
     meta: dict[str, Any]
 
 
-def positives_expiry_key(model_id: str) -> str:
-    """Sorted set: impression -> when its recorded positive may be forgotten (its decision expired)."""
-    return keys.model_prefix(model_id) + ":pos:until"
-
-
 def stream_order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -264,7 +259,7 @@ class LearningStore:
             keys.model_served(model_id),
             keys.model_version(model_id),
             keys.model_positives(model_id),
-            positives_expiry_key(model_id),
+            keys.model_positives_until(model_id),
             keys.model_due(model_id),
             keys.model_lease(model_id),
         ]
