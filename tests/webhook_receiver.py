@@ -8,13 +8,16 @@ from typing import Any
 
 import orjson
 
+TRUNCATED = -1
+"""A status for `Receiver.statuses`: an answer cut short (the sender sees IncompleteRead)."""
+
 
 class Receiver:
     """An HTTP server that records what it is sent and answers with the statuses it is given."""
 
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, Any], dict[str, str]]] = []
-        self.statuses: list[int] = []  # answers to give, in order; 200 once they run out
+        self.statuses: list[int] = []  # answers to give, in order; 200 once they run out; TRUNCATED cuts one short
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -22,6 +25,13 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 owner.received.append((orjson.loads(body), {k.lower(): v for k, v in self.headers.items()}))
                 status = owner.statuses.pop(0) if owner.statuses else 200
+                if status == TRUNCATED:  # promises a body it never sends, then hangs up
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b"short")
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import logging
 import urllib.error
 import urllib.request
@@ -66,7 +67,9 @@ def post(url: str, body: bytes, idempotency_key: str, timeout_s: float) -> Deliv
     except urllib.error.HTTPError as exc:
         permanent = 400 <= exc.code < 500 and exc.code not in RETRYABLE_4XX
         return Delivery(False, permanent, f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        # Anything the network or a misbehaving receiver can throw (a refused connection, a
+        # truncated or garbled answer) is a failed attempt to retry, never the sender's end.
         return Delivery(False, False, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}")
 
 
@@ -137,5 +140,11 @@ class WebhookSender:
                 await self.step(block_ms=poll_ms)
             except StoreUnavailable as exc:
                 log.warning("webhook sender: %s; retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll_ms / 1000)
+            except Exception:
+                # A bug must not stop delivery for good (nor, in `nba worker`, the timers beside
+                # it): what was not acknowledged is sent again on the next round.
+                log.exception("webhook sender failed; retrying")
+            else:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_ms / 1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ from redis import asyncio as aioredis
 from engine.api.webhook import WebhookSender
 from engine.state import keys
 from engine.state.outbound_store import GROUP, OutboundStore
-from tests.webhook_receiver import Receiver
+from tests.webhook_receiver import TRUNCATED, Receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +93,41 @@ async def test_a_message_the_receiver_refuses_or_that_runs_out_of_attempts_is_de
     assert dead["flaky"][b"attempts"] == b"2" and b"HTTP 500" in dead["flaky"][b"reason"]
     assert receiver.ids() == ["refused", "flaky", "flaky"], "a 400 is not retried; a 500 is, up to the limit"
     assert s.dead == 2
+
+
+async def test_a_garbled_answer_is_a_failed_attempt_and_the_sender_keeps_going(
+    redis_async: aioredis.Redis, redis_sync: Redis, receiver: Receiver
+) -> None:
+    s = await sender(redis_async, receiver, retry_after_s=0.0)
+    emit(redis_sync, "m1")
+    receiver.statuses = [TRUNCATED]
+    assert await s.step() == 0 and pending(redis_sync) == 1
+    assert await s.step() == 1 and pending(redis_sync) == 0
+    assert receiver.ids() == ["m1", "m1"]
+
+
+async def test_the_sender_loop_survives_a_bug_and_delivers_afterwards(
+    redis_async: aioredis.Redis, redis_sync: Redis, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = await sender(redis_async, receiver, retry_after_s=0.0)
+    real = s.step
+    calls = 0
+
+    async def flaky(block_ms: int | None = None) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return await real(block_ms=block_ms)
+
+    monkeypatch.setattr(s, "step", flaky)
+    stop = asyncio.Event()
+    running = asyncio.create_task(s.run(stop, poll_ms=50))
+    emit(redis_sync, "after-the-bug")
+    for _ in range(100):
+        if receiver.received:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await running
+    assert receiver.ids() == ["after-the-bug"] and calls >= 2
