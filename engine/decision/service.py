@@ -7,6 +7,7 @@ logic, and writes once.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -47,7 +48,7 @@ from engine.metrics import CounterChild, MetricsRegistry
 from engine.rules.loader import load_ruleset
 from engine.rules.registry import RuleRegistry
 from engine.rules.ruleset import RuleSet
-from engine.rules.triggers import TriggerEffects, effects_of_event, effects_of_threshold
+from engine.rules.triggers import TriggerEffects, effects_of_event, emits_of_crossing
 from engine.state import keys
 from engine.state.store import Store
 
@@ -187,20 +188,20 @@ class _Meters:
         self.seconds[d.channel].observe(seconds)
 
 
-def _thresholds_reached(
-    applied: Sequence[EventEffects], counts: Sequence[tuple[int, ...]], rules: RuleSet
-) -> list[tuple[str, TriggerEffects]]:
-    """What counters that reached a trigger's `at` with these events now do, per customer."""
+def _crossings(applied: Sequence[EventEffects], counts: Sequence[tuple[int, ...]]) -> list[tuple[str, TriggerEffects]]:
+    """The messages of the thresholds these events brought their counters to, per customer."""
     out: list[tuple[str, TriggerEffects]] = []
     for fx, watched_counts in zip(applied, counts, strict=True):
         if not watched_counts:
             continue
         for watched, count in zip(fx.triggers.thresholds, watched_counts, strict=True):
-            trigger = rules.triggers_by_id.get(watched.trigger)
-            then = effects_of_threshold(trigger, fx.event.customer_id, watched, count) if trigger is not None else None
-            if then:
-                out.append((fx.event.customer_id, then))
+            emits = emits_of_crossing(watched, count)
+            if emits:
+                out.append((fx.event.customer_id, TriggerEffects(emits=emits)))
     return out
+
+
+THRESHOLD_EMIT_ATTEMPTS = 3
 
 
 class DecisionService:
@@ -367,8 +368,7 @@ class DecisionService:
 
     async def record_events(self, events: Sequence[Event]) -> IngestResult:
         now = self.clock.now_ms()
-        rules = self.rules.current
-        effects = self._effects(events, rules, now)
+        effects = self._effects(events, self.rules.current, now)
         # A batch may repeat an id; the first occurrence wins, like a retry would.
         ids = [(e.customer_id, e.event_id) for e in events]
         try:
@@ -378,15 +378,11 @@ class DecisionService:
             if new:
                 try:
                     counts = await self.store.apply_events(new)
-                    reached = _thresholds_reached(new, counts, rules)
-                    if reached:
-                        await self.store.apply_trigger_effects(reached)
                 except Exception:
-                    # Whatever failed, the client's retry must not be taken for a duplicate. A
-                    # retry applies again what was written; a threshold's crossing is then
-                    # counted and acted on again with the same ids (see engine.rules.triggers).
+                    # Whatever failed, the client's retry must not be taken for a duplicate.
                     await self.store.release_events(claimed)
                     raise
+                await self._send_crossings(_crossings(new, counts))
         except StoreUnavailable:
             self._meters.store_errors["record_events"].inc()
             raise
@@ -394,6 +390,25 @@ class DecisionService:
         self._meters.events["accepted"].inc(len(new))
         self._meters.events["duplicate"].inc(duplicates)
         return IngestResult(accepted=len(new), duplicates=duplicates, event_ids=tuple(e.event_id for e in events))
+
+    async def _send_crossings(self, crossings: list[tuple[str, TriggerEffects]]) -> None:
+        """Emit the messages of thresholds just reached. The events are written by now, so a
+        failure here must not hand their ids back (a retry would apply them twice); it is tried
+        again a few times, then logged and counted: the flags were set with the count, only the
+        message is lost."""
+        for attempt in range(1, THRESHOLD_EMIT_ATTEMPTS + 1):
+            if not crossings:
+                return
+            try:
+                await self.store.apply_trigger_effects(crossings)
+                return
+            except StoreUnavailable as exc:
+                self._meters.store_errors["record_events"].inc()
+                if attempt == THRESHOLD_EMIT_ATTEMPTS:
+                    ids = [m["id"] for _, fx in crossings for m in fx.emits]
+                    log.error("outbound messages of thresholds reached not emitted (%s): %s", exc, ", ".join(ids))
+                    return
+                await asyncio.sleep(0.05 * attempt)
 
     def _effects(self, events: Sequence[Event], rules: RuleSet, now: int) -> list[EventEffects]:
         """Each event checked and turned into what it does to state. The first event at fault

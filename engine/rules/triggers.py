@@ -11,8 +11,11 @@ Patterns:
   `then` sets a flag. A later X restarts the wait.
 - "N of X within T": on X `increment` a counter with `window: T`; conditions test
   `counter('name', days=7) >= 3`, and `at: 3` with `then:` acts when the count gets there.
-  The count lives in Redis, so that half runs after the event is written: the store reports
-  each watched count, and `effects_of_threshold` says what a count that reached `at` does.
+  The count lives in Redis, so the store counts and acts in one script on the customer's keys:
+  of events arriving together exactly one sees the count reach `at`, and the flags of `then`
+  change with the count, atomically. Messages go to the outbound stream, on another node of a
+  cluster, in the next round trip (`emits_of_crossing`), so a process that dies between the
+  two loses the message but never the flag.
 - cancellation: `cancel_on` on the timer, or `clear_flags` on the cancelling event's trigger.
 """
 
@@ -42,13 +45,17 @@ class CompiledTrigger:
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    """A counter the store reports back after adding this occurrence, to act on when it reaches `at`."""
+    """An occurrence to count, and what to do if it brings the count within `window_ms` to `at`.
+    `then` is worked out up front (it depends only on the event), so the store can apply its
+    flags in the same script that counts."""
 
     trigger: str
     counter: str
     at: int
     ts: int
+    window_ms: int
     cause: str
+    then: TriggerEffects
 
 
 @dataclass(slots=True)
@@ -66,7 +73,15 @@ class TriggerEffects:
     emits: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.flags_set or self.flags_clear or self.increments or self.timers_set or self.timers_cancel or self.emits)
+        return bool(
+            self.flags_set
+            or self.flags_clear
+            or self.increments
+            or self.thresholds
+            or self.timers_set
+            or self.timers_cancel
+            or self.emits
+        )
 
 
 def timer_id(trigger_id: str, customer_id: str) -> str:
@@ -86,9 +101,14 @@ def _apply_actions(out: TriggerEffects, actions: Actions, *, trigger: str, custo
         out.flags_clear.append(name)
     if actions.increment is not None:
         inc = actions.increment
-        out.increments.append((inc.counter, ts, inc.window.ms, cause))
-        if inc.at is not None:
-            out.thresholds.append(Threshold(trigger, inc.counter, inc.at, ts, cause))
+        if inc.at is None or inc.then is None:
+            out.increments.append((inc.counter, ts, inc.window.ms, cause))
+        else:
+            then = TriggerEffects()
+            # Named after the crossing, so a retried event that crosses again emits the same id.
+            crossing = f"{cause}#{inc.counter}@{inc.at}"
+            _apply_actions(then, inc.then, trigger=trigger, customer_id=customer_id, ts=ts, cause=crossing)
+            out.thresholds.append(Threshold(trigger, inc.counter, inc.at, ts, inc.window.ms, cause, then))
     if actions.emit is not None:
         emit = actions.emit
         out.emits.append(
@@ -139,14 +159,7 @@ def effects_of_timer(trigger: CompiledTrigger, customer_id: str, due_ms: int) ->
     return out
 
 
-def effects_of_threshold(trigger: CompiledTrigger, customer_id: str, watched: Threshold, count: int) -> TriggerEffects:
-    """What a watched counter does now that the store counted `count` occurrences within its
-    window, this one included: its `then`, if the count is exactly `at` (nothing otherwise).
-    The message id names the crossing, so a retried event that crosses again emits the same id."""
-    out = TriggerEffects()
-    inc = trigger.spec.increment
-    if count != watched.at or inc is None or inc.then is None or inc.counter != watched.counter:
-        return out
-    cause = f"{watched.cause}#{watched.counter}@{watched.at}"
-    _apply_actions(out, inc.then, trigger=trigger.id, customer_id=customer_id, ts=watched.ts, cause=cause)
-    return out
+def emits_of_crossing(watched: Threshold, count: int) -> list[dict[str, Any]]:
+    """The messages a watched counter sends now that the store counted `count` occurrences
+    within its window, this one included: its `then`'s, if the count is exactly `at`."""
+    return list(watched.then.emits) if count == watched.at else []

@@ -22,7 +22,7 @@ from engine.errors import StoreUnavailable
 from engine.rules.triggers import TriggerEffects
 from engine.state import keys
 from engine.state.multiplex import Multiplexer
-from engine.state.scripts import APPLY_FACTS, REMEMBER_TOPIC, SCHEDULE_TIMERS, SCRIPTS, Scripts
+from engine.state.scripts import APPLY_FACTS, COUNT_OCCURRENCE, REMEMBER_TOPIC, SCHEDULE_TIMERS, SCRIPTS, Scripts
 
 PURCHASES_KEPT = 50
 MAX_COUNTER_ENTRIES = 1_000
@@ -236,7 +236,8 @@ class RedisStore:
     async def apply_events(self, effects: Sequence[EventEffects]) -> list[tuple[int, ...]]:
         """Apply events in one round trip. Returns, per event, the counts of the counters its
         triggers watch (engine.rules.triggers.Threshold), each taken just after its occurrence
-        was added, for the caller to act on."""
+        was added (the flags of a threshold reached are already set), for the caller to send
+        the messages of the thresholds reached."""
         pipe = self.client.pipeline(transaction=False)
         watched: list[list[int]] = []
         for fx in effects:
@@ -304,8 +305,13 @@ class RedisStore:
             pipe.pexpire(key, window_ms)
         positions = []
         for watched in fx.thresholds:
+            then = watched.then
+            flag, expiry = next(iter(then.flags_set.items()), ("", 0))
             positions.append(len(pipe))
-            pipe.zcard(keys.counter(cid, watched.counter))
+            member = f"{watched.ts}:{watched.cause}"
+            counter_keys = (keys.counter(cid, watched.counter), keys.flags(cid))
+            args = (member, watched.ts, watched.window_ms, MAX_COUNTER_ENTRIES, watched.at, flag, expiry, *then.flags_clear)
+            pipe.eval(COUNT_OCCURRENCE, 2, *counter_keys, *args)
         if fx.timers_set or fx.timers_cancel:
             # A script, so that a worker holding a claim on one of these timers sees the change
             # whole (see engine.decision.timers); EVAL, as for value facts in apply_events.

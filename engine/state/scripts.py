@@ -185,6 +185,26 @@ end
 return 1
 """
 
+# An occurrence counted against a threshold. KEYS: the counter (sorted set of `<ts>:<cause>`), the
+# customer's flags (one customer: one slot). ARGV: member, time, window ms, most entries kept, at,
+# flag to set ('' for none), its expiry, flags to clear...
+# Returns the count within the window after this occurrence. Counting and acting happen in one
+# script, so of concurrent events exactly one sees the count reach `at`, and `then`'s flags change
+# with it or not at all. A retried event adds the same member again: the count does not move.
+COUNT_OCCURRENCE = """
+local ts, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], ts, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (ts - window))
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
+redis.call('PEXPIRE', KEYS[1], window)
+local n = redis.call('ZCARD', KEYS[1])
+if n == tonumber(ARGV[5]) then
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], ARGV[6], ARGV[7]) end
+  for i = 8, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+end
+return n
+"""
+
 SCRIPTS: Mapping[str, str] = {
     "read": READ_CUSTOMER,
     "write_decision": WRITE_DECISION,

@@ -6,6 +6,7 @@ import orjson
 import pytest
 from redis import Redis
 
+from engine.errors import StoreUnavailable
 from engine.state import keys
 from tests.e2e.conftest import Channel
 
@@ -349,3 +350,42 @@ def test_complaints_spread_over_more_than_a_week_never_reach_the_threshold(chann
         channel.clock.advance(days=4)
     assert redis_sync.hget(keys.flags("carla"), "repeat_complainer") is None
     assert outbound(redis_sync) == []
+
+
+def test_a_threshold_message_that_fails_to_send_is_sent_again_without_applying_the_event_twice(
+    channel: Channel, redis_sync: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = channel.http.app.state.engine.store  # type: ignore[attr-defined]
+    real = store.apply_trigger_effects
+    failures = iter([StoreUnavailable("state store error: a moment's outage")])
+
+    async def flaky(effects: object) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        await real(effects)
+
+    monkeypatch.setattr(store, "apply_trigger_effects", flaky)
+    for _ in range(3):
+        channel.event("dev", "complaint", channel="social", topic="lounge")
+    assert [m["trigger"] for m in outbound(redis_sync)] == ["repeated_complaints"]
+    assert redis_sync.hget(keys.flags("dev"), "repeat_complainer") is not None
+    assert [e["type"] for e in channel.view("dev")["recent"]].count("complaint") == 3, "each complaint applied once"
+    voice = channel.http.get("/v1/voice?days=1").json()["topics"]
+    assert {"topic": "lounge", "liked": 0, "disliked": 3, "ideas": 0} in voice
+
+
+def test_a_threshold_message_that_cannot_be_sent_keeps_the_event_and_its_flag(
+    channel: Channel, redis_sync: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = channel.http.app.state.engine.store  # type: ignore[attr-defined]
+
+    async def down(effects: object) -> None:
+        raise StoreUnavailable("state store error: down")
+
+    monkeypatch.setattr(store, "apply_trigger_effects", down)
+    for _ in range(3):
+        channel.event("dev", "complaint", channel="social", topic="lounge")  # 202 every time
+    assert outbound(redis_sync) == []
+    assert redis_sync.hget(keys.flags("dev"), "repeat_complainer") is not None, "set with the count, in Redis"
+    assert [e["type"] for e in channel.view("dev")["recent"]].count("complaint") == 3, "every complaint kept, once"

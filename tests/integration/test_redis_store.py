@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -10,15 +12,17 @@ import pytest
 from redis import Redis
 from redis import asyncio as aioredis
 
-from engine.decision.events import effects_of
+from engine.decision.events import EventEffects, effects_of
 from engine.domain import Event, Feedback, StoredDecision
 from engine.equity.config import EquityConfig
 from engine.equity.facts import merge
 from engine.errors import StoreUnavailable
+from engine.rules.loader import load_ruleset
+from engine.rules.triggers import effects_of_event
 from engine.rules.vocabulary import Vocabulary
 from engine.state import keys
 from engine.state.redis_store import MAX_TOPICS, RedisStore
-from tests.conftest import T0
+from tests.conftest import EXAMPLE_RULES, T0
 
 pytestmark = pytest.mark.anyio
 
@@ -235,3 +239,22 @@ async def test_a_customers_topics_stay_bounded_keeping_the_newest(counted: tuple
     assert int(redis_sync.hget(keys.topics("c1"), f"disliked:topic {many}")) == T0 + many
     state = await store.read_customer("c1", T0 + many, with_recent=False)
     assert len(state.topics) == MAX_TOPICS
+
+
+async def test_of_events_counted_together_exactly_one_reaches_a_threshold_and_its_flag_is_set_with_it(
+    counted: tuple[RedisStore, Writes], redis_sync: Redis
+) -> None:
+    store, _ = counted
+    rules = load_ruleset(EXAMPLE_RULES)
+
+    def complaint(i: int) -> EventEffects:
+        e = event(i, "complaint", customer="c9", topic="seats")
+        fx = effects_of(e, rules.vocabulary, T0)
+        return replace(fx, triggers=effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels))
+
+    # Six ingests at once, each with one complaint: the counts they see are 1 to 6, once each.
+    counts = await asyncio.gather(*(store.apply_events([complaint(i)]) for i in range(1, 7)))
+    assert sorted(c[0][0] for c in counts) == [1, 2, 3, 4, 5, 6]
+    assert redis_sync.hget(keys.flags("c9"), "repeat_complainer") is not None
+    # The same event again (a retry) adds nothing: the count stays.
+    assert (await store.apply_events([complaint(6)]))[0] == (6,)
