@@ -123,6 +123,12 @@ class FeedbackResult:
     duplicate: bool
 
 
+MAX_TS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z in ms: the last instant a calendar date can name, and the largest
+`ts` an event or feedback may carry. A larger one is a unit mistake (µs, ns) or garbage: day and
+week keys cannot be named for it, and past 2**63 the store could not even keep it. Both front ends
+and the core hold to this one bound, so HTTP and gRPC refuse the same times."""
+
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
 """Customer ids become part of Redis keys inside a `{...}` hash tag, so braces are refused."""
 

@@ -11,17 +11,21 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from engine.domain import Event, EventEffects
+from engine.domain import MAX_TS, Event, EventEffects
 from engine.equity.config import EquityConfig
 from engine.equity.facts import EVENT_TYPES as FACT_EVENT_TYPES
 from engine.equity.facts import increments
 from engine.errors import InvalidInput, quoted
-from engine.rules.vocabulary import Vocabulary
+from engine.rules.vocabulary import Vocabulary, type_problem
 
 _NUMBER = (int, float)
 MAX_QUANTITY = 10_000
 VOICE_KINDS = {"compliment": "liked", "complaint": "disliked", "idea": "ideas"}
 MAX_PRICE = 1e9
+RESERVED_ATTRIBUTES = ("ts", "type")
+"""Names an attribute cannot have: the newest event of a type is kept as `{ts, **attributes}`
+(what `last('<type>')` reads) and a trigger sees `{type, **attributes}`, so such an attribute
+would pass itself off as the event's time or type."""
 
 
 def _number(
@@ -56,16 +60,48 @@ def _string(attrs: dict[str, Any], name: str, where: str) -> str:
     return value
 
 
-def _check_profile_fields(attrs: dict[str, Any], vocab: Vocabulary, where: str) -> None:
+def _check_profile_fields(attrs: dict[str, Any], vocab: Vocabulary, where: str, sent_as: str | None = None) -> None:
+    """Profile fields are read by conditions as `customer.<field>`, so they are held to the same
+    types (and number bounds) as a decision request's context: a value a condition could only
+    read as silently false is refused where it comes in. `sent_as` names the attribute the
+    client sent the value in when it is not the field's own name (a question's `answer`)."""
     declared = vocab.namespaces.get("customer", {})
     for name, value in attrs.items():
         kind = declared.get(name)
-        if kind == "number" and value is not None and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
-            raise InvalidInput(f"customer field `{name}` is a number, got {quoted(value)}", field=f"{where}attributes.{name}")
-        if kind == "string" and value is not None and not isinstance(value, str):
-            raise InvalidInput(f"customer field `{name}` is a string, got {quoted(value)}", field=f"{where}attributes.{name}")
-        if kind == "bool" and value is not None and not isinstance(value, bool):
-            raise InvalidInput(f"customer field `{name}` is true/false, got {quoted(value)}", field=f"{where}attributes.{name}")
+        problem = type_problem(kind, value) if kind is not None else None
+        if problem is not None:
+            raise InvalidInput(f"customer field `{name}` {problem}", field=f"{where}attributes.{sent_as or name}")
+
+
+def _check_ts(ts: int, where: str) -> None:
+    """Day and week keys are named from the event's time, so one outside what a calendar date can
+    name would fail in the store rather than be refused here, whichever front end it came by."""
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_TS:
+        raise InvalidInput(
+            f"`ts` must be milliseconds since the epoch, from 0 to {MAX_TS} (end of year 9999), got {quoted(ts)}",
+            field=f"{where}ts",
+        )
+
+
+def _check_attribute_names(attrs: dict[str, Any], where: str) -> None:
+    for name in RESERVED_ATTRIBUTES:
+        if name in attrs:
+            raise InvalidInput(
+                f"an attribute cannot be named `{name}`: it is the event's own `{name}`", field=f"{where}attributes.{name}"
+            )
+
+
+def _check_attribute_types(event: Event, vocab: Vocabulary, where: str) -> None:
+    """Conditions read declared attributes by type (`event.page`, `last('page_view').page`); one of
+    another type would make them silently false. Undeclared attributes pass: nothing reads them."""
+    if vocab.event_attributes is None:
+        return
+    declared = vocab.event_attributes.get(event.type, {})
+    for name, value in event.attributes.items():
+        kind = declared.get(name)
+        problem = type_problem(kind, value) if kind is not None else None
+        if problem is not None:
+            raise InvalidInput(f"`{name}` of a {event.type} event {problem}", field=f"{where}attributes.{name}")
 
 
 def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "", equity: EquityConfig | None = None) -> EventEffects:
@@ -75,6 +111,7 @@ def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "", eq
     `where` prefixes the field paths in errors (`events[3].`) so a batch names the bad event.
     """
     fx = _effects(event, vocab, now_ms, where)
+    _check_attribute_types(event, vocab, where)
     if equity is None or event.type not in FACT_EVENT_TYPES:
         return fx
     try:
@@ -89,7 +126,9 @@ def _effects(event: Event, vocab: Vocabulary, now_ms: int, where: str) -> EventE
     if event.type not in vocab.event_types:
         raise InvalidInput(f"unknown event type {quoted(event.type)}", field=f"{where}type")
     ts = event.ts if event.ts is not None else now_ms
+    _check_ts(ts, where)
     attrs = event.attributes
+    _check_attribute_names(attrs, where)
     match event.type:
         case "cart_add":
             sku = _string(attrs, "sku", where)
@@ -115,9 +154,10 @@ def _effects(event: Event, vocab: Vocabulary, now_ms: int, where: str) -> EventE
             topic = attrs.get("topic")
             if topic is None:
                 return EventEffects(event, ts)
-            if not isinstance(topic, str) or not 0 < len(topic) <= 64:
+            if not isinstance(topic, str) or len(topic) > 64 or not topic.strip():
                 raise InvalidInput(
-                    f"`topic` must be a string of 1-64 characters, got {quoted(topic)}", field=f"{where}attributes.topic"
+                    f"`topic` must be a string of 1-64 characters, not all blank, got {quoted(topic)}",
+                    field=f"{where}attributes.topic",
                 )
             return EventEffects(event, ts, voice=(VOICE_KINDS[event.type], topic.strip().lower()))
         case "question_answered":
@@ -128,7 +168,7 @@ def _effects(event: Event, vocab: Vocabulary, now_ms: int, where: str) -> EventE
             if "answer" not in attrs or attrs["answer"] is None:
                 raise InvalidInput("`answer` is required", field=f"{where}attributes.answer")
             answer = {field: attrs["answer"]}
-            _check_profile_fields(answer, vocab, where)
+            _check_profile_fields(answer, vocab, where, sent_as="answer")
             return EventEffects(event, ts, profile_set=answer)
         case "profile_update":
             if not attrs:

@@ -12,14 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 from pydantic_core import PydanticCustomError
 
-from engine.domain import CUSTOMER_ID_PATTERN
+from engine.domain import CUSTOMER_ID_PATTERN, MAX_TS
 
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["cust-000042"])]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-
-MAX_TS = 253_402_300_799_999
-"""9999-12-31T23:59:59.999Z in ms: the last instant a calendar date can name. A larger `ts` is a
-unit mistake (µs, ns) or garbage, and past 2**63 the store could not even keep it."""
 Timestamp = Annotated[int, Field(ge=0, le=MAX_TS, description="Milliseconds since the epoch (up to the end of year 9999).")]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
