@@ -35,6 +35,7 @@ from engine.decision.service import DecisionService
 from engine.domain import Decision, DecisionRequest
 from engine.errors import InvalidInput
 from engine.settings import Settings
+from engine.state import keys
 from tests.conftest import T0
 from tests.e2e.conftest import held_customer_views
 
@@ -199,6 +200,17 @@ async def test_an_empty_stream_is_refused_like_an_empty_batch(stub: DecisionServ
             await call
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert caught.value.details() == "events: no events given"
+
+
+async def test_a_cart_quantity_beyond_32_bits_reaches_the_coupon_lines_whole(
+    stub: DecisionServiceStub, redis_sync: Redis
+) -> None:
+    """Quantities add up over cart_adds with no ceiling; the answer carries them as the cart holds them."""
+    assert await record(stub, ev("visitor-q", "cart_add", sku="TSHIRT", qty=1, price=20)) == pb.IngestResponse(accepted=1)
+    redis_sync.hset(keys.cart("visitor-q"), "q:TSHIRT", 3_000_000_000)  # as a long run of cart_adds would leave it
+    decision = await stub.Decide(pb.DecideRequest(customer_id="visitor-q", channel="web"))
+    [adjustment] = decision.cart_adjustments
+    assert [(line.sku, line.qty) for line in adjustment.lines] == [("TSHIRT", 3_000_000_000)]
 
 
 async def test_feedback_joins_the_decision_and_counts_once(stub: DecisionServiceStub) -> None:
