@@ -31,6 +31,7 @@ from engine.decision.pipeline import decide
 from engine.domain import (
     CHANNELS,
     CUSTOMER_ID_PATTERN,
+    MAX_TS,
     OUTCOMES,
     CustomerState,
     Decision,
@@ -449,6 +450,8 @@ class DecisionService:
             raise InvalidInput(f"unknown outcome {quoted(fb.outcome)}; expected one of {', '.join(OUTCOMES)}", field="outcome")
         if fb.value is not None and (not math.isfinite(fb.value) or fb.value < 0):
             raise InvalidInput(f"value must be a finite number >= 0, got {fb.value!r}", field="value")
+        if fb.ts is not None and not 0 <= fb.ts <= MAX_TS:
+            raise InvalidInput(f"ts must be milliseconds since the epoch, from 0 to {MAX_TS}, got {fb.ts}", field="ts")
         record, is_new = await self.store.claim_feedback(fb.feedback_id, fb.decision_id)
         if record is None:
             raise NotFound(f"unknown or expired decision {quoted(fb.decision_id)}", field="decision_id")
@@ -463,7 +466,7 @@ class DecisionService:
         if not is_new:
             return FeedbackResult(accepted=False, duplicate=True)
         try:
-            await self.store.apply_feedback(fb, record.customer_id, fb.ts or self.clock.now_ms())
+            await self.store.apply_feedback(fb, record.customer_id, fb.ts if fb.ts is not None else self.clock.now_ms())
         except Exception:
             await self.store.release_feedback(fb.feedback_id)  # whatever failed, so the retry is not a duplicate
             raise

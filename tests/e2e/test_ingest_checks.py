@@ -128,3 +128,19 @@ async def test_the_last_instant_of_year_9999_is_accepted_over_both(both: Both) -
     assert (await both.over_http(body("idea", {"topic": "wifi"}, ts=MAX_TS))).status_code == 202
     second = body("idea", {"topic": "wifi"}, ts=MAX_TS) | {"event_id": "accepted-2"}
     assert await both.over_grpc(second) == pb.IngestResponse(accepted=1)
+
+
+@pytest.mark.parametrize("ts", [2**62, MAX_TS + 1, -1])
+async def test_feedback_with_a_time_out_of_range_is_refused_alike_over_http_and_grpc(both: Both, ts: int) -> None:
+    decision = await both.stub.Decide(pb.DecideRequest(customer_id="ben", channel="web"))
+    treatment = decision.treatments[0].id
+    fields = {"feedback_id": "fb-ts", "decision_id": decision.decision_id, "treatment_id": treatment, "outcome": "click"}
+    response = await both.http.post("/v1/feedback", json={**fields, "ts": ts})
+    assert response.status_code == 422 and response.json()["field"] == "ts", response.text
+    with pytest.raises(aio.AioRpcError) as caught:
+        await both.stub.RecordFeedback(pb.RecordFeedbackRequest(**fields, ts=ts))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert dict(caught.value.trailing_metadata() or ())["nba-field"] == "ts"
+    # Refused, so not claimed: the same feedback with a good time is taken.
+    taken = await both.stub.RecordFeedback(pb.RecordFeedbackRequest(**fields, ts=MAX_TS))
+    assert taken.accepted and not taken.duplicate
