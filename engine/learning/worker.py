@@ -20,18 +20,30 @@ decision time, so learning uses what the model saw, not today's profile.
 Windows. The decision write-back opens each shown treatment's reward window (a sorted set of
 due times per model), so the learner never reads the decisions stream back.
 
-Exactly once. Feedback is read through a consumer group per model. A snapshot (learner,
-exported weights, evidence, and the last stream position it covers) is stored atomically
-with the reward windows it settles and the positives it recorded; entries are acknowledged
-only after that. On restart the snapshot is loaded and
-entries at or before its position are skipped, so nothing is learned twice or skipped.
+Exactly once: the snapshot decides what is next. A snapshot (learner, exported weights,
+evidence, and the last stream position it covers) is stored atomically with the reward windows
+it settles and the positives it recorded. A learner restores the stored snapshot and reads the
+feedback stream in order from exactly that position, so the entries it learns are precisely the
+ones after what the snapshot holds; its own snapshot is accepted only if it still replaces the
+one it restored (and its learner still holds the lease). Stored snapshots therefore form one
+chain in which each entry is learned by exactly one link: none twice, because every reader starts
+after what its predecessor covered, and none skipped, because a reader skips nothing it has not
+learned itself — it never jumps past an entry by id.
 
-One learner per model at a time holds a lease in Redis; other processes stand by and take over
-(claiming the entries delivered to the dead one) when the lease lapses. A snapshot is stored
-only while its learner still holds the lease and the stored snapshot is the one it started
-from; otherwise it stands by without acknowledging anything, so a learner that stalled past
-its lease cannot overwrite the newer learner's work. Several models are learned by whichever
-processes hold their leases, so learners scale out by model.
+Reading does not go through the consumer group (XREADGROUP), on purpose: a delivery there is a
+write that hands the entry to one consumer. A holder that stalled past its lease and then read
+would take entries out of reach of the learner that took over, whose position then moves past
+them, and they would be lost. A plain read from a position changes nothing, so what a stale
+reader sees costs nobody anything; only its snapshot could, and that is refused. The group is
+told afterwards how far learning is done (once the snapshot covering it is stored), so the
+stream can be trimmed up to there and its lag watched; entries left pending by older readers are
+acknowledged then too.
+
+One learner per model at a time holds a lease in Redis; other processes stand by, read nothing,
+and take over from the stored snapshot when the lease lapses. A learner whose snapshot is refused
+stands by: the entries it read are learned (once) by the learner whose snapshot it could not
+replace. Several models are learned by whichever processes hold their leases, so learners scale
+out by model.
 """
 
 from __future__ import annotations
@@ -54,12 +66,14 @@ from engine.learning.learners import Learner, make_learner
 from engine.learning.serving import pack_weights
 from engine.learning.spec import ModelSpec
 from engine.state.keys import STREAM_FEEDBACK
-from engine.state.learning_store import LearningStore, SnapshotRefused, StreamEntry, stream_order
+from engine.state.learning_store import ACK_BATCH, LearningStore, SnapshotRefused, StreamEntry
 
 log = logging.getLogger("engine.learner")
 
 STREAMS = (STREAM_FEEDBACK,)
 """Only feedback: reward windows are opened by the decision write-back itself."""
+START = "0-0"
+"""The position before any entry: where a model with no snapshot starts reading."""
 POSITIONS_EVERY_S = 5.0
 
 
@@ -82,10 +96,6 @@ class LearnerState:
     failures: dict[str, float] = field(default_factory=dict)
     positions: dict[str, str] = field(default_factory=dict)
     examples: int = 0
-
-    def covered(self, entry: StreamEntry) -> bool:
-        seen = self.positions.get(entry.stream)
-        return seen is not None and entry.order <= stream_order(seen)
 
 
 @dataclass
@@ -124,23 +134,21 @@ class LearnerWorker:
         self.state = LearnerState(make_learner(spec), spec.fingerprint)
         self.lease = lease
         self.version = 0
-        self._unacked: list[StreamEntry] = []
+        self._acknowledged: dict[str, str] = {}  # per stream: the position the group was last told of
         self._settled: dict[str, None] = {}  # ordered set: settled since the last snapshot
         self._positives: dict[str, tuple[float, int]] = {}  # weight, and when it may be forgotten
         self._horizon = 0
         self._dirty = False
         self._learned = False
         self._last_snapshot = monotonic()
-        self._restored = False
-        self._pending_from: dict[str, str] = {}
 
     # -- start -------------------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Resume from the last snapshot (unless the spec's featurization changed since)."""
+        """Resume from the last snapshot (unless the spec's featurization changed since): reading
+        continues right after the position it records."""
         for stream in STREAMS:
             await self.store.ensure_group(stream, self.group)
-            await self.store.claim_stale(stream, self.group, self.consumer)
         snapshot = await self.store.load_snapshot(self.spec.id)
         if snapshot is not None:
             state: LearnerState = pickle.loads(snapshot.learner)  # written by this class only
@@ -151,25 +159,26 @@ class LearnerWorker:
                 # Old weights mean nothing under new features; keep the stream positions only.
                 self.state.positions = state.positions
                 log.warning("model %s: spec changed since the last snapshot; starting a fresh learner", self.spec.id)
-        self._pending_from = {s: "0" for s in STREAMS}
-        self._restored = True
+        # The group may not know of the stored snapshot yet (a learner stopped between storing
+        # and telling it), and older readers may have left entries pending there.
+        await self._acknowledge()
 
     # -- one round ---------------------------------------------------------------------------
 
     async def step(self, *, block_ms: int | None = 100) -> StepReport:
-        """Read what is new (first this consumer's pending entries), learn it, maybe snapshot."""
+        """Read what follows the position reached, learn it, maybe snapshot."""
         report = StepReport()
         entries = await self._read(block_ms)
-        fresh = [e for e in entries if not self.state.covered(e)]
-        self._unacked.extend(entries)
-        report.entries = len(fresh)
+        report.entries = len(entries)
         self._horizon = self._read_up_to(entries)
-        feedback = [e for e in fresh if e.stream == STREAM_FEEDBACK]
+        feedback = [e for e in entries if e.stream == STREAM_FEEDBACK]
         await self._learn_feedback(feedback, report)
         await self._close_windows(report)
-        for e in fresh:
+        for e in entries:
             self.state.positions[e.stream] = e.id
-        self._dirty = self._dirty or bool(fresh) or bool(self._settled)
+        if entries:
+            log.debug("model %s: %s read %d entries up to %s", self.spec.id, self.consumer, len(entries), entries[-1].id)
+        self._dirty = self._dirty or bool(entries) or bool(self._settled)
         since = self.monotonic() - self._last_snapshot
         # New weights are published quickly; a snapshot that only moves stream positions
         # (decisions read, nothing learned) can wait, so an idle model costs next to nothing.
@@ -178,25 +187,18 @@ class LearnerWorker:
         return report
 
     async def _read(self, block_ms: int | None) -> list[StreamEntry]:
-        """After a restart, page through what was delivered before (ours or claimed from a dead
-        consumer) until nothing is left; then read new entries."""
-        while self._pending_from:
-            entries = await self.store.read(dict(self._pending_from), self.group, self.consumer, count=self.batch, block_ms=None)
-            done = {s for s in self._pending_from if not any(e.stream == s for e in entries)}
-            for e in entries:
-                self._pending_from[e.stream] = e.id
-            for s in done:
-                del self._pending_from[s]
-            if entries:
-                return entries
-        return await self.store.read({s: ">" for s in STREAMS}, self.group, self.consumer, count=self.batch, block_ms=block_ms)
+        """The next page after the position reached: in stream order, with no gap, whatever any
+        other learner has read."""
+        (stream,) = STREAMS
+        after = self.state.positions.get(stream, START)
+        return await self.store.read_after(stream, after, count=self.batch, block_ms=block_ms)
 
     def _read_up_to(self, entries: Sequence[StreamEntry]) -> int:
         """The time up to which feedback has been read: now when the stream is drained, else the
         latest feedback in a full page — a window due after that may still have a positive
         waiting in the backlog, so it must not be closed yet."""
         now = self.clock.now_ms()
-        if len(entries) < self.batch and not self._pending_from:
+        if len(entries) < self.batch:
             return now
         stamps = [ts for e in entries if e.stream == STREAM_FEEDBACK and (ts := orjson.loads(e.fields[b"f"]).get("ts"))]
         return min(now, max(stamps)) if stamps else now
@@ -293,8 +295,9 @@ class LearnerWorker:
         the entries it covers.
 
         Raises SnapshotRefused, acknowledging nothing, when another learner holds the lease or
-        has stored a snapshot since this one restored: its entries are then learned (once) by
-        that learner, and this worker must not be used again."""
+        has stored a snapshot since this one restored: the entries read since are then learned
+        (once) by the learner reading on from the stored snapshot, and this worker must not be
+        used again."""
         meta: dict[str, Any] = {
             "model_id": self.spec.id,
             "fingerprint": self.spec.fingerprint,
@@ -321,11 +324,21 @@ class LearnerWorker:
             owner=self.lease,
             now_ms=self.clock.now_ms(),
         )
-        await self.store.ack(self.group, self._unacked)
-        self._unacked, self._settled, self._positives = [], {}, {}
+        self._settled, self._positives = {}, {}
         self._dirty = self._learned = False
         self._last_snapshot = self.monotonic()
+        await self._acknowledge()
         return self.version
+
+    async def _acknowledge(self) -> None:
+        """Tell the group how far the stored snapshot reaches; called only once it is stored, so
+        nothing is marked done (and trimmable) that a restart would still need."""
+        for stream, position in self.state.positions.items():
+            if self._acknowledged.get(stream) == position:
+                continue
+            while await self.store.acknowledge(stream, self.group, position) >= ACK_BATCH:
+                pass
+            self._acknowledged[stream] = position
 
 
 LEASE_TTL_MS = 5_000
@@ -346,7 +359,7 @@ async def learn_model(
 
     A fresh worker restores from the snapshot each time the lease is (re)gained. A process that
     stalled past its lease finds out when it next publishes (the snapshot is refused) or renews,
-    and stands by with what it read unacknowledged, for the new holder to learn.
+    and stands by; what it read is read again by the new holder, from the stored snapshot.
     """
     while not stop.is_set():
         if not await store.acquire_lease(spec.id, consumer, lease_ttl_ms):

@@ -1,14 +1,19 @@
-"""Redis side of online learning: consuming the logs, model snapshots, leases, reward windows.
+"""Redis side of online learning: reading the logs, model snapshots, leases, reward windows.
 
 All keys of one model share the hash tag `{m:<model>}`, so a snapshot and the bookkeeping it
 covers (reward windows settled, positives recorded, stream positions reached) are written by one
 script — on Redis Cluster too. That is what makes learning exactly-once: a restart resumes from
-the last snapshot, and anything learned after it is learned again exactly once, because the
-stream entries and windows it covered were not yet marked done.
+the last snapshot and reads the stream from the position it records, so anything learned after
+it is learned again exactly once, and nothing before it is.
 
 The same script refuses a snapshot from a learner that no longer holds the model's lease, or
 that did not start from the snapshot now stored: a learner that stalled past its lease would
-otherwise overwrite the work of the one that took over, whose entries are already acknowledged.
+otherwise overwrite the work of the one that took over.
+
+The stream is read with plain reads from a position, never through the consumer group: the group
+only records, once a snapshot is stored, how far learning is done (its last-delivered id, nothing
+pending), for what trims or watches the stream. Reading changes nothing in Redis, so a reader
+that does not know it lost its lease cannot hide entries from the one that took over.
 """
 
 from __future__ import annotations
@@ -77,6 +82,31 @@ end
 return version
 """
 
+# KEYS: the stream. ARGV: group, position (an entry id), most pending entries to acknowledge.
+# One key, so this runs on Redis Cluster too; the group's fields are looked up by name, so the
+# script reads XINFO from Redis 6.2 (fewer fields) as well as from later versions.
+_ACKNOWLEDGE = """
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+for _, info in ipairs(redis.call('xinfo', 'groups', KEYS[1])) do
+  local name, last
+  for i = 1, #info, 2 do
+    if info[i] == 'name' then name = info[i + 1] elseif info[i] == 'last-delivered-id' then last = info[i + 1] end
+  end
+  -- A learner that stored an older snapshot may acknowledge after a newer one did: never move back.
+  if name == ARGV[1] and before(last, ARGV[2]) then redis.call('xgroup', 'setid', KEYS[1], ARGV[1], ARGV[2]) end
+end
+local ids = {}
+for i, row in ipairs(redis.call('xpending', KEYS[1], ARGV[1], '-', ARGV[2], tonumber(ARGV[3]))) do ids[i] = row[1] end
+if #ids > 0 then redis.call('xack', KEYS[1], ARGV[1], unpack(ids)) end
+return #ids
+"""
+ACK_BATCH = 1000
+
 
 class SnapshotRefused(Exception):
     """Another learner holds the model's lease or has stored a newer snapshot: this one's work
@@ -119,6 +149,7 @@ class LearningStore:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._save = client.register_script(_SAVE)
+        self._acknowledge = client.register_script(_ACKNOWLEDGE)
 
     async def ensure_group(self, stream: str, group: str) -> None:
         try:
@@ -127,38 +158,33 @@ class LearningStore:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read(
-        self, streams: dict[str, str], group: str, consumer: str, *, count: int, block_ms: int | None
-    ) -> list[StreamEntry]:
-        """Entries per stream after the given id: `>` for new ones, an id to page through this
-        consumer's delivered-but-unacknowledged ones (`0` from the start)."""
+    async def read_after(self, stream: str, after: str, *, count: int, block_ms: int | None) -> list[StreamEntry]:
+        """Entries of `stream` after the id `after` (exclusive), oldest first; with `block_ms`, wait
+        that long for one when there is none yet. A plain read: it changes nothing in Redis."""
         try:
-            reply = await self.client.xreadgroup(group, consumer, streams, count=count, block=block_ms)
+            reply = await self.client.xread({stream: after}, count=count, block=block_ms)
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"reading {', '.join(streams)}: {exc}") from exc
+            raise StoreUnavailable(f"reading {stream}: {exc}") from exc
         out: list[StreamEntry] = []
-        for stream, entries in reply or []:
-            name = stream.decode() if isinstance(stream, bytes) else stream
-            for entry_id, fields in entries:
-                if fields:  # a pending entry trimmed from the stream comes back empty
-                    out.append(StreamEntry(name, entry_id.decode(), fields))
+        for name, entries in reply or []:
+            name = name.decode() if isinstance(name, bytes) else name
+            out.extend(StreamEntry(name, entry_id.decode(), fields) for entry_id, fields in entries)
         return out
 
-    async def ack(self, group: str, entries: Sequence[StreamEntry]) -> None:
-        by_stream: dict[str, list[str]] = {}
-        for e in entries:
-            by_stream.setdefault(e.stream, []).append(e.id)
-        if by_stream:
-            pipe = self.client.pipeline(transaction=False)
-            for stream, ids in by_stream.items():
-                pipe.xack(stream, group, *ids)
-            await pipe.execute()
+    async def acknowledge(self, stream: str, group: str, position: str) -> int:
+        """Mark everything up to `position` as done for `group`: its last-delivered id moves forward
+        to it (never back), and entries at or before it still pending there are acknowledged, up to
+        ACK_BATCH per call. Returns how many were acknowledged."""
+        return int(await self._acknowledge(keys=[stream], args=[group, position, ACK_BATCH]))
 
     async def decisions(self, decision_ids: Sequence[str]) -> list[StoredDecision | None]:
         if not decision_ids:
             return []
-        raw = await self.client.mget([keys.decision(d) for d in decision_ids])
-        return [StoredDecision(**orjson.loads(r)) if r else None for r in raw]
+        # Not MGET: the records belong to different customers, so to different slots on Redis Cluster.
+        pipe = self.client.pipeline(transaction=False)
+        for d in decision_ids:
+            pipe.get(keys.decision(d))
+        return [StoredDecision(**orjson.loads(r)) if r else None for r in await pipe.execute()]
 
     async def decisions_with_ttl(self, decision_ids: Sequence[str]) -> list[tuple[StoredDecision | None, int]]:
         """Each record with the ms it has left to live (negative: no expiry set), so what is
@@ -204,16 +230,6 @@ class LearningStore:
             pipe.zscore(keys.model_due(model_id), m)
         found, *scores = await pipe.execute()
         return [(float(v) if v is not None else None, s is not None) for v, s in zip(found, scores, strict=True)]
-
-    async def claim_stale(self, stream: str, group: str, consumer: str) -> int:
-        """Take over entries delivered to consumers that died, so they are learned (once) here."""
-        claimed, cursor = 0, "0-0"
-        while True:
-            reply = await self.client.xautoclaim(stream, group, consumer, min_idle_time=0, start_id=cursor, count=1000)
-            cursor, ids = reply[0], reply[1]
-            claimed += len(ids)
-            if cursor in (b"0-0", "0-0"):
-                return claimed
 
     # -- snapshots ---------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import pickle
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -346,37 +348,66 @@ async def snapshot_examples(learning: LearningStore, spec: ModelSpec) -> int:
     return pickle.loads(snapshot.learner).examples if snapshot is not None else 0
 
 
-async def pending(redis: aioredis.Redis, spec: ModelSpec, consumer: str) -> int:
-    """Feedback entries delivered to `consumer` and not acknowledged."""
-    rows = await redis.xpending_range(keys.STREAM_FEEDBACK, group_name(spec.id), "-", "+", 1000, consumername=consumer)
-    return len(rows)
+async def pending(redis: aioredis.Redis, spec: ModelSpec) -> int:
+    """Feedback entries the model's group holds as delivered and not acknowledged, whoever to."""
+    summary = await redis.xpending(keys.STREAM_FEEDBACK, group_name(spec.id))
+    return int(summary["pending"])
+
+
+async def acknowledged(redis: aioredis.Redis, spec: ModelSpec) -> str:
+    """How far the model's group has been told learning is done."""
+    (info,) = [g for g in await redis.xinfo_groups(keys.STREAM_FEEDBACK) if g["name"].decode() == group_name(spec.id)]
+    return info["last-delivered-id"].decode()
+
+
+async def snapshot_position(learning: LearningStore, spec: ModelSpec) -> str | None:
+    snapshot = await learning.load_snapshot(spec.id)
+    return snapshot.meta["positions"].get(keys.STREAM_FEEDBACK) if snapshot is not None else None
 
 
 async def snapshot_examples_is(learning: LearningStore, spec: ModelSpec, n: int) -> bool:
     return await snapshot_examples(learning, spec) == n
 
 
-async def pending_is(redis: aioredis.Redis, spec: ModelSpec, consumer: str, n: int) -> bool:
-    return await pending(redis, spec, consumer) == n
+async def feedback_ids(redis: aioredis.Redis) -> list[str]:
+    return [entry_id.decode() for entry_id, _ in await redis.xrange(keys.STREAM_FEEDBACK)]
+
+
+def read_up_to(caplog: pytest.LogCaptureFixture, consumer: str, entry_id: str) -> Callable[[], Awaitable[bool]]:
+    """Whether `consumer` has read the feedback stream up to `entry_id` (its learner logs each page)."""
+
+    async def check() -> bool:
+        messages = (r.getMessage() for r in caplog.records if r.name == "engine.learner")
+        return any(f" {consumer} read " in m and m.endswith(f" up to {entry_id}") for m in messages)
+
+    return check
 
 
 async def test_a_refused_holder_stands_by_without_acknowledging(
-    stores: tuple[RedisStore, LearningStore], spec: ModelSpec, clock: FixedClock, redis_async: aioredis.Redis
+    stores: tuple[RedisStore, LearningStore],
+    spec: ModelSpec,
+    clock: FixedClock,
+    redis_async: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="engine.learner")
     store, learning = stores
     stop = asyncio.Event()
     task = asyncio.create_task(learn_model(learning, spec, clock, "p0", stop, lease_ttl_ms=60_000, idle_s=0.05))
     d1 = await shown(store, spec, T0, "t1")
     await respond(store, d1, "t1", "accept")
     await wait_until(lambda: snapshot_examples_is(learning, spec, 1))
+    (first, *_) = await feedback_ids(redis_async)
+    await wait_until(lambda: acknowledged_is(redis_async, spec, first))
 
     await redis_async.set(keys.model_lease(spec.id), "intruder", px=60_000)  # p0 has not noticed yet
     d2 = await shown(store, spec, T0, "t2")
     await respond(store, d2, "t2", "accept")
-    await wait_until(lambda: pending_is(redis_async, spec, "p0", 1))
-    await asyncio.sleep(1.0)  # twice the publishing interval
+    (_, second) = await feedback_ids(redis_async)
+    await wait_until(read_up_to(caplog, "p0", second))
+    await wait_until(lambda: refused(caplog))
     assert await snapshot_examples(learning, spec) == 1, "p0's snapshot was refused"
-    assert await pending(redis_async, spec, "p0") == 1, "and it acknowledged nothing"
+    assert await acknowledged(redis_async, spec) == first, "and it acknowledged nothing"
     assert not task.done()
 
     await redis_async.delete(keys.model_lease(spec.id))
@@ -385,11 +416,25 @@ async def test_a_refused_holder_stands_by_without_acknowledging(
     await task
     snapshot = await learning.load_snapshot(spec.id)
     assert snapshot is not None and snapshot.meta["evidence"] == {"t1": 1.0, "t2": 1.0}
+    assert await acknowledged(redis_async, spec) == second and await pending(redis_async, spec) == 0
+
+
+async def acknowledged_is(redis: aioredis.Redis, spec: ModelSpec, entry_id: str) -> bool:
+    return await acknowledged(redis, spec) == entry_id
+
+
+async def refused(caplog: pytest.LogCaptureFixture) -> bool:
+    return any("standing by" in r.getMessage() for r in caplog.records if r.name == "engine.learner")
 
 
 async def test_a_second_learner_takes_over_midway_and_every_entry_is_learned_once(
-    stores: tuple[RedisStore, LearningStore], spec: ModelSpec, clock: FixedClock, redis_async: aioredis.Redis
+    stores: tuple[RedisStore, LearningStore],
+    spec: ModelSpec,
+    clock: FixedClock,
+    redis_async: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="engine.learner")
     store, learning = stores
     stop = asyncio.Event()
     names = ("p0", "p1")
@@ -407,9 +452,11 @@ async def test_a_second_learner_takes_over_midway_and_every_entry_is_learned_onc
     await feed(0, 3)
     await wait_until(lambda: snapshot_examples_is(learning, spec, 3))
     holder = (await redis_async.get(keys.model_lease(spec.id))).decode()
-    await wait_until(lambda: pending_is(redis_async, spec, holder, 0))  # the published entries are acknowledged
+    ids = await feedback_ids(redis_async)
+    await wait_until(lambda: acknowledged_is(redis_async, spec, ids[2]))  # the published entries are acknowledged
     await feed(3, 3)
-    await wait_until(lambda: pending_is(redis_async, spec, holder, 3))
+    ids = await feedback_ids(redis_async)
+    await wait_until(read_up_to(caplog, holder, ids[5]))
     tasks[holder].cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await tasks[holder]
@@ -427,4 +474,122 @@ async def test_a_second_learner_takes_over_midway_and_every_entry_is_learned_onc
     assert snapshot is not None and snapshot.meta["evidence"] == expected, "each entry learned exactly once"
     served = await learning.load_served(spec.id)
     assert served is not None and served.meta["evidence"] == expected
-    assert await pending(redis_async, spec, holder) == 0 and await pending(redis_async, spec, other) == 0
+    assert await acknowledged(redis_async, spec) == (await feedback_ids(redis_async))[-1]
+    assert await pending(redis_async, spec) == 0
+
+
+async def test_a_holder_that_reads_after_losing_its_lease_strands_nothing(
+    stores: tuple[RedisStore, LearningStore], spec: ModelSpec, clock: FixedClock, redis_async: aioredis.Redis
+) -> None:
+    store, learning = stores
+    assert await learning.acquire_lease(spec.id, "A", 200)
+    a = LearnerWorker(learning, spec, clock, consumer="A", snapshot_every_s=3600.0, lease="A")
+    await a.restore()
+    await asyncio.sleep(0.3)  # A stalls past its lease
+    assert await learning.acquire_lease(spec.id, "B", 60_000)
+    b = LearnerWorker(learning, spec, clock, consumer="B", snapshot_every_s=0.0, lease="B")
+    await b.restore()  # B takes over before A wakes
+
+    d1 = await shown(store, spec, T0, "t1")
+    await respond(store, d1, "t1", "accept")
+    await a.step(block_ms=None)  # A wakes and reads t1 before it could know the lease is B's
+    assert a.state.evidence == {"t1": 1.0}
+    with pytest.raises(SnapshotRefused):
+        await a.publish()
+
+    d2 = await shown(store, spec, T0, "t2")
+    await respond(store, d2, "t2", "accept")
+    await drain(b)
+    assert b.state.evidence == {"t1": 1.0, "t2": 1.0}, "what A read is still B's to learn"
+
+    await learning.release_lease(spec.id, "B")
+    assert await learning.acquire_lease(spec.id, "A", 60_000)
+    again = LearnerWorker(learning, spec, clock, consumer="A", snapshot_every_s=0.0, lease="A")
+    await again.restore()
+    await drain(again)
+    snapshot = await learning.load_snapshot(spec.id)
+    assert snapshot is not None and snapshot.meta["evidence"] == {"t1": 1.0, "t2": 1.0}, "each entry learned once"
+    assert pickle.loads(snapshot.learner).examples == 2
+    assert await pending(redis_async, spec) == 0
+    assert await acknowledged(redis_async, spec) == (await feedback_ids(redis_async))[-1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_whatever_the_interleaving_of_stalls_and_takeovers_every_entry_is_learned_once(
+    stores: tuple[RedisStore, LearningStore], spec: ModelSpec, clock: FixedClock, redis_async: aioredis.Redis, seed: int
+) -> None:
+    """Learners take the lease from one another at random points; the ones that lost it keep
+    reading, learning and trying to publish as if they had not noticed."""
+    store, learning = stores
+    rng = random.Random(seed)
+    names = iter(f"w{i}" for i in range(1000))
+
+    async def take_over() -> LearnerWorker:
+        name = next(names)
+        await redis_async.delete(keys.model_lease(spec.id))  # the previous holder's lease lapsed
+        assert await learning.acquire_lease(spec.id, name, 60_000)
+        w = LearnerWorker(learning, spec, clock, consumer=name, snapshot_every_s=rng.choice([0.0, 3600.0]), lease=name, batch=2)
+        await w.restore()
+        return w
+
+    holder = await take_over()
+    stale: list[LearnerWorker] = []
+    fed = 0
+    for _ in range(60):
+        action = rng.choice(["feed", "feed", "step", "publish", "take over", "stale step", "stale publish"])
+        try:
+            if action == "feed":
+                d = await shown(store, spec, T0, f"t{fed}")
+                await respond(store, d, f"t{fed}", "accept")
+                fed += 1
+            elif action == "step":
+                await holder.step(block_ms=None)
+            elif action == "publish":
+                await holder.publish()
+            elif action == "take over":
+                stale.append(holder)
+                holder = await take_over()
+            elif stale and action == "stale step":
+                await rng.choice(stale).step(block_ms=None)
+            elif stale and action == "stale publish":
+                await rng.choice(stale).publish()
+        except SnapshotRefused:
+            assert action.startswith("stale"), "only a learner that lost its lease is refused"
+
+    final = await take_over()
+    while (await final.step(block_ms=None)).entries:
+        pass
+    await final.publish()
+    snapshot = await learning.load_snapshot(spec.id)
+    assert snapshot is not None
+    assert snapshot.meta["evidence"] == {f"t{i}": 1.0 for i in range(fed)}, "every entry learned, none twice"
+    assert pickle.loads(snapshot.learner).examples == fed
+    assert await pending(redis_async, spec) == 0
+
+
+async def test_entries_left_pending_by_a_group_reader_are_learned_once_and_acknowledged(
+    stores: tuple[RedisStore, LearningStore], spec: ModelSpec, clock: FixedClock, redis_async: aioredis.Redis
+) -> None:
+    store, learning = stores
+    first = worker(learning, spec, clock)
+    await first.restore()
+    for i in range(2):
+        d = await shown(store, spec, T0, f"t{i}")
+        await respond(store, d, f"t{i}", "accept")
+    await drain(first)
+    for i in range(2, 4):
+        d = await shown(store, spec, T0, f"t{i}")
+        await respond(store, d, f"t{i}", "accept")
+    # A learner of an earlier release took deliveries through the group and died before its snapshot.
+    await redis_async.xgroup_setid(keys.STREAM_FEEDBACK, group_name(spec.id), "0")
+    await redis_async.xreadgroup(group_name(spec.id), "old", {keys.STREAM_FEEDBACK: ">"})
+    assert await pending(redis_async, spec) == 4
+
+    second = worker(learning, spec, clock, name="w2")
+    await second.restore()
+    assert await pending(redis_async, spec) == 2, "what the snapshot covers is acknowledged at once"
+    await drain(second)
+    assert second.state.evidence == {f"t{i}": 1.0 for i in range(4)}
+    assert second.state.examples == 4
+    assert await pending(redis_async, spec) == 0
+    assert await acknowledged(redis_async, spec) == (await feedback_ids(redis_async))[-1]
