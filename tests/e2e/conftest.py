@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from redis import Redis
 
 from engine.api.http.app import create_app
+from engine.bootstrap import Engine, open_engine
 from engine.cli import seed_customers
 from engine.clock import FixedClock
 from engine.decision.service import DecisionService
@@ -117,3 +118,11 @@ def http(settings: Settings, clock: FixedClock, redis_sync: Redis) -> Iterator[T
 @pytest.fixture
 def channel(http: TestClient, clock: FixedClock) -> Channel:
     return Channel(http, clock)
+
+
+@pytest.fixture
+async def engine(settings: Settings, clock: FixedClock, redis_sync: Redis) -> AsyncIterator[Engine]:
+    """The engine over the (emptied) test Redis, with the named demo customers seeded as `nba seed` does."""
+    await seed_customers(settings, 0, 7, now_ms=clock.now_ms())
+    async with open_engine(settings, clock=clock) as engine:
+        yield engine

@@ -20,7 +20,7 @@ from engine.api.grpc.gen import decision_pb2 as pb
 from engine.api.grpc.gen.decision_pb2_grpc import DecisionServiceStub
 from engine.api.grpc.server import RunningGrpc, start_grpc
 from engine.api.http.app import create_app
-from engine.bootstrap import Engine, open_engine
+from engine.bootstrap import Engine
 from engine.cli import seed_customers
 from engine.clock import FixedClock
 from engine.settings import Settings
@@ -29,13 +29,6 @@ from tests.conftest import T0
 pytestmark = pytest.mark.anyio
 
 Explained = dict[str, dict[str, Any]]
-
-
-@pytest.fixture
-async def engine(settings: Settings, clock: FixedClock, redis_sync: Redis) -> AsyncIterator[Engine]:
-    await seed_customers(settings, 0, 7, now_ms=clock.now_ms())
-    async with open_engine(settings, clock=clock) as engine:
-        yield engine
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from engine.api.grpc.gen import decision_pb2 as pb
 from engine.api.grpc.gen.decision_pb2_grpc import DecisionServiceStub
 from engine.api.grpc.server import DECISION_SERVICE, RunningGrpc, start_grpc
 from engine.api.http.app import create_app
-from engine.bootstrap import Engine, open_engine
+from engine.bootstrap import Engine
 from engine.cli import seed_customers
 from engine.clock import FixedClock
 from engine.decision.service import DecisionService
@@ -59,14 +59,6 @@ def ev(customer_id: str, type_: str, *, channel: str | None = None, event_id: st
 
 def trailing(err: aio.AioRpcError) -> dict[str, str]:
     return {k: v for k, v in (err.trailing_metadata() or ()) if isinstance(v, str)}
-
-
-@pytest.fixture
-async def engine(settings: Settings, clock: FixedClock, redis_sync: Redis) -> AsyncIterator[Engine]:
-    """The engine over the (emptied) test Redis, with the named demo customers seeded as `nba seed` does."""
-    await seed_customers(settings, 0, 7, now_ms=clock.now_ms())
-    async with open_engine(settings, clock=clock) as engine:
-        yield engine
 
 
 @pytest.fixture

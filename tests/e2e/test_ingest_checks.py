@@ -14,15 +14,12 @@ import httpx2
 import pytest
 from google.protobuf import struct_pb2
 from grpc import aio
-from redis import Redis
 
 from engine.api.grpc.gen import decision_pb2 as pb
 from engine.api.grpc.gen.decision_pb2_grpc import DecisionServiceStub
 from engine.api.grpc.server import start_grpc
 from engine.api.http.app import create_app
-from engine.bootstrap import Engine, open_engine
-from engine.cli import seed_customers
-from engine.clock import FixedClock
+from engine.bootstrap import Engine
 from engine.domain import MAX_TS
 from engine.settings import Settings
 
@@ -53,13 +50,6 @@ class Both:
         assert response.status_code == 200, response.text
         recent: list[dict[str, Any]] = response.json()["recent"]
         return recent
-
-
-@pytest.fixture
-async def engine(settings: Settings, clock: FixedClock, redis_sync: Redis) -> AsyncIterator[Engine]:
-    await seed_customers(settings, 0, 7, now_ms=clock.now_ms())
-    async with open_engine(settings, clock=clock) as engine:
-        yield engine
 
 
 @pytest.fixture

@@ -59,22 +59,7 @@ async def logged(redis_async: aioredis.Redis) -> AsyncIterator[list[StoredDecisi
 
 
 async def _run(redis_client: aioredis.Redis, policy: str, **kw: Any) -> EvaluationReport:
-    args: dict[str, Any] = {
-        "source": None,
-        "redis_client": redis_client,
-        "policy": policy,
-        "rules_dir": None,
-        "models_dir": EXAMPLE_MODELS,
-        "model_id": None,
-        "clip": None,
-        "n_boot": 0,
-        "seed": 0,
-        "export": None,
-        "since_ms": None,
-        "until_ms": None,
-    }
-    args.update(kw)
-    return await run_evaluation(**args)
+    return await run_evaluation(redis_client=redis_client, policy=policy, **{"models_dir": EXAMPLE_MODELS, "n_boot": 0, **kw})
 
 
 async def test_published_weights_are_replayed_and_a_spec_without_them_is_trained(

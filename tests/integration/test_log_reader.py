@@ -154,22 +154,7 @@ async def test_run_evaluation_from_redis(store: RedisStore, redis_async: aioredi
     await answer(store, records[5], "click")  # the example model's reward: a click weighs 0.2
 
     async def run(policy: str, **kw: Any) -> EvaluationReport:
-        args: dict[str, Any] = {
-            "source": None,
-            "redis_client": redis_async,
-            "policy": policy,
-            "rules_dir": None,
-            "models_dir": EXAMPLE_MODELS,
-            "model_id": None,
-            "clip": None,
-            "n_boot": 0,
-            "seed": 0,
-            "export": None,
-            "since_ms": None,
-            "until_ms": None,
-        }
-        args.update(kw)
-        return await run_evaluation(**args)
+        return await run_evaluation(redis_client=redis_async, policy=policy, models_dir=EXAMPLE_MODELS, n_boot=0, **kw)
 
     export = tmp_path / "rounds.jsonl"
     report = await run("fixed:a", export=export)

@@ -341,22 +341,7 @@ def test_rounds_survive_export_in_both_formats(tmp_path: Path) -> None:
 
 
 async def _run(source: Path, policy: str, **kw: Any) -> Any:
-    args: dict[str, Any] = {
-        "source": source,
-        "redis_client": None,
-        "policy": policy,
-        "rules_dir": None,
-        "models_dir": None,
-        "model_id": None,
-        "clip": None,
-        "n_boot": 50,
-        "seed": 1,
-        "export": None,
-        "since_ms": None,
-        "until_ms": None,
-    }
-    args.update(kw)
-    return await run_evaluation(**args)
+    return await run_evaluation(source=source, policy=policy, **{"n_boot": 50, "seed": 1, **kw})
 
 
 @pytest.fixture

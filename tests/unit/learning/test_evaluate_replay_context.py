@@ -36,22 +36,7 @@ def documented(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 
 async def _run(source: Path, policy: str, **kw: Any) -> Any:
-    args: dict[str, Any] = {
-        "source": source,
-        "redis_client": None,
-        "policy": policy,
-        "rules_dir": None,
-        "models_dir": EXAMPLE_MODELS,
-        "model_id": None,
-        "clip": None,
-        "n_boot": 20,
-        "seed": 0,
-        "export": None,
-        "since_ms": None,
-        "until_ms": None,
-    }
-    args.update(kw)
-    return await run_evaluation(**args)
+    return await run_evaluation(source=source, policy=policy, **{"models_dir": EXAMPLE_MODELS, "n_boot": 20, **kw})
 
 
 def test_the_documented_example_carries_every_context_field() -> None:

@@ -90,22 +90,7 @@ def _write(rounds: list[LoggedRound], path: Path) -> Path:
 
 
 async def _run(source: Path, policy: str, models_dir: Path, **kw: Any) -> EvaluationReport:
-    args: dict[str, Any] = {
-        "source": source,
-        "redis_client": None,
-        "policy": policy,
-        "rules_dir": None,
-        "models_dir": models_dir,
-        "model_id": None,
-        "clip": None,
-        "n_boot": 200,
-        "seed": 0,
-        "export": None,
-        "since_ms": None,
-        "until_ms": None,
-    }
-    args.update(kw)
-    return await run_evaluation(**args)
+    return await run_evaluation(source=source, policy=policy, models_dir=models_dir, **{"n_boot": 200, **kw})
 
 
 def _by_name(report: EvaluationReport) -> dict[str, Any]:

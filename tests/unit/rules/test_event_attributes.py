@@ -3,7 +3,6 @@ declares, or the rule set is refused when it loads, pointing at the name with a 
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,7 @@ from engine.rules.ruleset import RuleSet
 from engine.rules.triggers import effects_of_event
 from engine.rules.vocabulary import EvalContext, Vocabulary
 from tests.conftest import EXAMPLE_RULES
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return path
+from tests.unit.rules.test_loader import write
 
 
 def only_problem(directory: Path) -> RuleProblem:
