@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -119,9 +120,13 @@ def half_lives_ms(config: EquityConfig) -> tuple[float, ...]:
 def _growth(ts_ms: float, landmark_ms: float, half_life_ms: float) -> float:
     exponent = LN2 * (ts_ms - landmark_ms) / half_life_ms
     if exponent > MAX_EXPONENT:
+        latest = landmark_ms + MAX_EXPONENT * half_life_ms / LN2
+        when = datetime.fromtimestamp(latest / 1000, UTC).date().isoformat()
+        # Said to the client who sent the time (it is almost always a wrong one), with what an
+        # operator would do about it if the time were right.
         raise ValueError(
-            f"ts_ms {ts_ms!r} is too far past the landmark for a half-life of {half_life_ms / DAY_MS:g} days; "
-            "move the landmark (rescale the stored sums)"
+            f"ts {int(ts_ms)} is later than {when}, the latest time value facts with a {half_life_ms / DAY_MS:g}-day "
+            "half-life can be kept for (an operator can move the landmark, rescaling the stored sums)"
         )
     return math.exp(exponent)
 
