@@ -194,14 +194,15 @@ class LearnerWorker:
         return await self.store.read_after(stream, after, count=self.batch, block_ms=block_ms)
 
     def _read_up_to(self, entries: Sequence[StreamEntry]) -> int:
-        """The time up to which feedback has been read: now when the stream is drained, else the
-        latest feedback in a full page — a window due after that may still have a positive
-        waiting in the backlog, so it must not be closed yet."""
+        """The time up to which feedback has been read: now when the stream is drained, else when
+        Redis appended the last entry of a full page — a window due after that may still have a
+        positive waiting in the backlog, so it must not be closed yet. Redis's append time, not
+        the feedback's own `ts`: that comes from the client, and one clock running ahead would
+        close windows whose positives are still unread."""
         now = self.clock.now_ms()
-        if len(entries) < self.batch:
+        if len(entries) < self.batch or not entries:
             return now
-        stamps = [ts for e in entries if e.stream == STREAM_FEEDBACK and (ts := orjson.loads(e.fields[b"f"]).get("ts"))]
-        return min(now, max(stamps)) if stamps else now
+        return min(now, entries[-1].order[0])
 
     def _window_ms(self, record: StoredDecision) -> int:
         """The window the decision opened (a spec change since does not move it)."""
@@ -233,7 +234,7 @@ class LearnerWorker:
             weight = self.spec.reward.outcome_weight(f["outcome"], f.get("value"))
             if weight <= previous:
                 continue
-            happened = int(f.get("ts") or now)
+            happened = int(f["ts"]) if f.get("ts") is not None else now
             if previous == 0.0 and unsettled and happened >= record.ts + self._window_ms(record):
                 # The first positive came after the window: the impression was unanswered within
                 # it, as a punctual learner would have found when closing it.
