@@ -428,7 +428,7 @@ class DecisionService:
             if e.channel is not None and e.channel not in CHANNELS:
                 raise InvalidInput(f"unknown channel {quoted(e.channel)}", field=f"{prefix}channel")
             fx = effects_of(e, vocab, now, prefix, rules.equity)
-            triggers = effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels)
+            triggers = effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels, now)
             effects.append(replace(fx, triggers=triggers) if triggers else fx)
         return effects
 

@@ -81,6 +81,16 @@ class _Replay:
             stamps = [s for s in self.counters.get(name, []) if s >= ts - window_ms]
             self.counters[name] = [*stamps, ts]
             self.counter_windows[name] = window_ms
+        for watched in fx.thresholds:
+            # As the store's count script does (engine.state.scripts.COUNT_OCCURRENCE).
+            since = (fx.now_ms if fx.now_ms is not None else watched.ts) - watched.window_ms
+            stamps = [s for s in [*self.counters.get(watched.counter, []), watched.ts] if s >= since]
+            self.counters[watched.counter] = stamps
+            self.counter_windows[watched.counter] = watched.window_ms
+            if watched.ts >= since and len(stamps) == watched.at:
+                self.flags.update(watched.then.flags_set)
+                for name in watched.then.flags_clear:
+                    self.flags.pop(name, None)
         for tid in fx.timers_cancel:
             self.timers.pop(tid, None)
         for tid, (due, payload) in fx.timers_set.items():

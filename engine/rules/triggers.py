@@ -71,6 +71,11 @@ class TriggerEffects:
     timers_set: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     timers_cancel: list[str] = field(default_factory=list)
     emits: list[dict[str, Any]] = field(default_factory=list)
+    now_ms: int | None = None
+    """The engine's time when these effects were worked out. Counters keep, and thresholds
+    count, what lies within their window of it, whatever time an event claims: a backfilled
+    event must not complete "3 in 7 days" with two recent ones, nor a future-dated one push
+    the real ones out. None: the event's own time."""
 
     def __bool__(self) -> bool:
         return bool(
@@ -125,9 +130,14 @@ def _apply_actions(out: TriggerEffects, actions: Actions, *, trigger: str, custo
 
 
 def effects_of_event(
-    event: Event, ts: int, by_event: Mapping[str, tuple[CompiledTrigger, ...]], cancels: Mapping[str, tuple[str, ...]]
+    event: Event,
+    ts: int,
+    by_event: Mapping[str, tuple[CompiledTrigger, ...]],
+    cancels: Mapping[str, tuple[str, ...]],
+    now_ms: int | None = None,
 ) -> TriggerEffects:
-    out = TriggerEffects()
+    """`now_ms` is the engine's time as it takes the event in (default: the event's own `ts`)."""
+    out = TriggerEffects(now_ms=now_ms)
     for trigger_id in cancels.get(event.type, ()):
         out.timers_cancel.append(timer_id(trigger_id, event.customer_id))
     triggers = by_event.get(event.type, ())
@@ -151,7 +161,7 @@ def effects_of_event(
 
 
 def effects_of_timer(trigger: CompiledTrigger, customer_id: str, due_ms: int) -> TriggerEffects:
-    out = TriggerEffects()
+    out = TriggerEffects(now_ms=due_ms)
     schedule = trigger.spec.schedule
     if schedule is not None:
         cause = f"timer@{due_ms}"

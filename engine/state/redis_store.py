@@ -299,8 +299,9 @@ class RedisStore:
             pipe.hdel(keys.flags(cid), *fx.flags_clear)
         for name, ts, window_ms, cause in fx.increments:
             key = keys.counter(cid, name)
+            now = fx.now_ms if fx.now_ms is not None else ts
             pipe.zadd(key, {f"{ts}:{cause}": ts})
-            pipe.zremrangebyscore(key, "-inf", f"({ts - window_ms}")
+            pipe.zremrangebyscore(key, "-inf", f"({now - window_ms}")
             pipe.zremrangebyrank(key, 0, -(MAX_COUNTER_ENTRIES + 1))
             pipe.pexpire(key, window_ms)
         positions = []
@@ -309,8 +310,10 @@ class RedisStore:
             flag, expiry = next(iter(then.flags_set.items()), ("", 0))
             positions.append(len(pipe))
             member = f"{watched.ts}:{watched.cause}"
+            now = fx.now_ms if fx.now_ms is not None else watched.ts
             counter_keys = (keys.counter(cid, watched.counter), keys.flags(cid))
-            args = (member, watched.ts, watched.window_ms, MAX_COUNTER_ENTRIES, watched.at, flag, expiry, *then.flags_clear)
+            limits = (watched.window_ms, MAX_COUNTER_ENTRIES, watched.at)
+            args = (member, watched.ts, now, *limits, flag, expiry, *then.flags_clear)
             pipe.eval(COUNT_OCCURRENCE, 2, *counter_keys, *args)
         if fx.timers_set or fx.timers_cancel:
             # A script, so that a worker holding a claim on one of these timers sees the change

@@ -186,21 +186,24 @@ return 1
 """
 
 # An occurrence counted against a threshold. KEYS: the counter (sorted set of `<ts>:<cause>`), the
-# customer's flags (one customer: one slot). ARGV: member, time, window ms, most entries kept, at,
-# flag to set ('' for none), its expiry, flags to clear...
-# Returns the count within the window after this occurrence. Counting and acting happen in one
-# script, so of concurrent events exactly one sees the count reach `at`, and `then`'s flags change
-# with it or not at all. A retried event adds the same member again: the count does not move.
+# customer's flags (one customer: one slot). ARGV: member, its time, the engine's time now,
+# window ms, most entries kept, at, flag to set ('' for none), its expiry, flags to clear...
+# Returns the count within the window of now after this occurrence, or 0 for an occurrence from
+# before that window (it completes nothing). Counting and acting happen in one script, so of
+# concurrent events exactly one sees the count reach `at`, and `then`'s flags change with it or
+# not at all. A retried event adds the same member again: the count does not move.
 COUNT_OCCURRENCE = """
-local ts, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local ts, now, window = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local since = now - window
 redis.call('ZADD', KEYS[1], ts, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (ts - window))
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. since)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[5]) + 1))
 redis.call('PEXPIRE', KEYS[1], window)
+if ts < since then return 0 end
 local n = redis.call('ZCARD', KEYS[1])
-if n == tonumber(ARGV[5]) then
-  if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], ARGV[6], ARGV[7]) end
-  for i = 8, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+if n == tonumber(ARGV[6]) then
+  if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], ARGV[7], ARGV[8]) end
+  for i = 9, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
 end
 return n
 """

@@ -258,3 +258,25 @@ async def test_of_events_counted_together_exactly_one_reaches_a_threshold_and_it
     assert redis_sync.hget(keys.flags("c9"), "repeat_complainer") is not None
     # The same event again (a retry) adds nothing: the count stays.
     assert (await store.apply_events([complaint(6)]))[0] == (6,)
+
+
+async def test_a_threshold_counts_within_its_window_of_now_whatever_time_events_claim(
+    counted: tuple[RedisStore, Writes], redis_sync: Redis
+) -> None:
+    store, _ = counted
+    rules = load_ruleset(EXAMPLE_RULES)
+    day = 86_400_000
+
+    def complaint(event_id: str, ts: int) -> EventEffects:
+        e = Event(event_id, "c7", "complaint", ts, "web", {"topic": "seats"})
+        fx = effects_of(e, rules.vocabulary, T0)
+        return replace(fx, triggers=effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels, T0))
+
+    assert await store.apply_events([complaint("a", T0 - 2 * day), complaint("b", T0 - day)]) == [(1,), (2,)]
+    # Backfilled from a month ago: it completes nothing, and is not kept.
+    assert await store.apply_events([complaint("old", T0 - 30 * day)]) == [(0,)]
+    assert redis_sync.hget(keys.flags("c7"), "repeat_complainer") is None
+    assert redis_sync.zcard(keys.counter("c7", "complaints")) == 2
+    # One dated far ahead does not push the real ones out.
+    assert await store.apply_events([complaint("ahead", T0 + 365 * day)]) == [(3,)]
+    assert redis_sync.zcard(keys.counter("c7", "complaints")) == 3

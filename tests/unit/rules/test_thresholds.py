@@ -88,3 +88,17 @@ triggers:
     assert isinstance(error, RuleSetError)
     text = str(error)
     assert "a timer's `then`" in text and "t.yaml:10" in text, text
+
+
+def test_rule_tests_replay_a_threshold_as_the_store_counts_it() -> None:
+    """The rule-test replay (engine.rules.testing) must flag the third complaint in a week too."""
+    from engine.rules.testing import _Replay
+
+    rules = load_ruleset(EXAMPLE_RULES)
+    replay = _Replay("dev", rules)
+    day = 86_400_000
+    for i, ts in enumerate((T0 - 30 * day, T0 - 2 * day, T0 - day)):
+        replay.event(Event(f"c{i}", "dev", "complaint", ts, None, {"topic": "seats"}), T0)
+    assert "repeat_complainer" not in replay.flags, "the first complaint is weeks older than the others"
+    replay.event(Event("c3", "dev", "complaint", T0, None, {"topic": "seats"}), T0)
+    assert replay.flags["repeat_complainer"] == T0 + 30 * day
