@@ -64,9 +64,11 @@ class ConditionError(EngineError):
     grpc_code = "INVALID_ARGUMENT"
     code = "invalid_condition"
 
-    def __init__(self, problem: RuleProblem) -> None:
-        super().__init__(problem.render())
+    def __init__(self, problem: RuleProblem, *more: RuleProblem) -> None:
+        super().__init__("\n".join(p.render() for p in (problem, *more)))
         self.problem = problem
+        self.problems = (problem, *more)
+        """Every fault found in the expression, in source order (`problem` is the first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +213,7 @@ class _Compiler:
         self.temps = 0
         self.generated: dict[ast.AST, ast.expr] = {}
         """Checked node -> the code generated for it, for explanations (`explain.Planner`)."""
+        self.faults: list[RuleProblem] = []
 
     # --- positions ---------------------------------------------------------------------
 
@@ -227,13 +230,16 @@ class _Compiler:
             return SourcePos(self.pos.file, self.pos.line, self.pos.column + col), shown
         return SourcePos(self.pos.file, self.pos.line + lineno - 1, col + 1), line_text
 
-    def fail(self, message: str, at: tuple[int, int] = (1, 0), hint: str | None = None) -> NoReturn:
-        """Raise for a problem at a 1-based line and 0-based column of the *parsed* text."""
+    def problem(self, message: str, at: tuple[int, int] = (1, 0), hint: str | None = None) -> RuleProblem:
+        """A problem at a 1-based line and 0-based column of the *parsed* text."""
         lineno, col = at
         if lineno == 1:
             col += self.lead
         where, shown = self.place(lineno, col)
-        raise ConditionError(RuleProblem(where, message, shown, hint))
+        return RuleProblem(where, message, shown, hint)
+
+    def fail(self, message: str, at: tuple[int, int] = (1, 0), hint: str | None = None) -> NoReturn:
+        raise ConditionError(self.problem(message, at, hint))
 
     def char_col(self, lineno: int, byte_col: int) -> int:
         """`ast` columns count UTF-8 bytes; carets need characters."""
@@ -327,14 +333,21 @@ class _Compiler:
 
     def visit(self, node: ast.expr) -> ast.expr:
         method = _DISPATCH.get(type(node))
-        if method is not None:
+        if method is None:
+            message = _REFUSED_CONSTRUCTS.get(type(node))
+            if message is None:
+                message = f"`{type(node).__name__}` expressions are not allowed"
+            self.faults.append(self.problem(f"{message}: `{self.snippet(node)}`", at=self.start(node)))
+            return ast.Constant(None)
+        try:
             result: ast.expr = method(self, node)
-            self.generated[node] = result
-            return result
-        message = _REFUSED_CONSTRUCTS.get(type(node))
-        if message is None:
-            message = f"`{type(node).__name__}` expressions are not allowed"
-        self.fail(f"{message}: `{self.snippet(node)}`", at=self.start(node))
+        except ConditionError as exc:
+            # Noted, and the rest of the expression is checked on, so that one load lists every
+            # fault in it; nothing is generated from an expression with a fault.
+            self.faults.extend(exc.problems)
+            return ast.Constant(None)
+        self.generated[node] = result
+        return result
 
     def on_constant(self, node: ast.Constant) -> ast.expr:
         value = node.value
@@ -785,6 +798,9 @@ def compile_condition(
     compiler.check_brackets()
     compiler.check_shape(tree.body)
     body = compiler.visit(tree.body)
+    if compiler.faults:
+        unique = list(dict.fromkeys(compiler.faults))
+        raise ConditionError(*unique)
     fn = compiler.build(body)
     return Condition(
         source=source,

@@ -130,7 +130,7 @@ class _Compiler:
         try:
             return compile_condition(source, self.vocab, pos=start, source_line=doc.line_text(start.line), event_type=event_type)
         except ConditionError as exc:
-            self.problems.append(exc.problem)
+            self.problems.extend(exc.problems)
             return None
 
     def treatment(self, doc: YamlDocument, index: int, t: Treatment) -> CompiledTreatment | None:

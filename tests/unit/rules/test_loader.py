@@ -162,3 +162,19 @@ def test_test_files_are_not_rule_files(tmp_path: Path) -> None:
 def test_missing_or_empty_directory_is_refused(tmp_path: Path) -> None:
     assert "not found" in refused(tmp_path / "nope").message
     assert "no rule files" in refused(tmp_path).message
+
+
+def test_every_fault_in_one_condition_is_listed_at_its_own_column(tmp_path: Path) -> None:
+    condition = "customer.teir == 'gold' and event.delay_minuts > 3 and 2 ** 100 > 1 and __import__('os')"
+    write(tmp_path, "a.yaml", MINIMAL + f"    eligibility: {condition}\n")
+    problems = refused(tmp_path).problems
+    assert [p.message.split(":")[0].split(" (")[0] for p in problems] == [
+        "unknown field `customer.teir`",
+        "unknown field `event.delay_minuts`",
+        "exponent too large",
+        "`__import__` is not allowed",
+    ]
+    start = 18  # `    eligibility: ` puts the expression at column 18
+    assert [p.pos.column for p in problems if p.pos] == [
+        start + condition.index(s) for s in ("customer", "event", "100", "__import__")
+    ]
