@@ -16,7 +16,7 @@ from engine.equity.config import EquityConfig
 from engine.equity.facts import EVENT_TYPES as FACT_EVENT_TYPES
 from engine.equity.facts import increments
 from engine.errors import InvalidInput, quoted
-from engine.rules.vocabulary import Vocabulary, type_problem
+from engine.rules.vocabulary import Vocabulary, check_types
 
 _NUMBER = (int, float)
 MAX_QUANTITY = 10_000
@@ -60,19 +60,6 @@ def _string(attrs: dict[str, Any], name: str, where: str) -> str:
     return value
 
 
-def _check_profile_fields(attrs: dict[str, Any], vocab: Vocabulary, where: str, sent_as: str | None = None) -> None:
-    """Profile fields are read by conditions as `customer.<field>`, so they are held to the same
-    types (and number bounds) as a decision request's context: a value a condition could only
-    read as silently false is refused where it comes in. `sent_as` names the attribute the
-    client sent the value in when it is not the field's own name (a question's `answer`)."""
-    declared = vocab.namespaces.get("customer", {})
-    for name, value in attrs.items():
-        kind = declared.get(name)
-        problem = type_problem(kind, value) if kind is not None else None
-        if problem is not None:
-            raise InvalidInput(f"customer field `{name}` {problem}", field=f"{where}attributes.{sent_as or name}")
-
-
 def _check_ts(ts: int, where: str) -> None:
     """Day and week keys are named from the event's time, so one outside what a calendar date can
     name would fail in the store rather than be refused here, whichever front end it came by."""
@@ -94,14 +81,9 @@ def _check_attribute_names(attrs: dict[str, Any], where: str) -> None:
 def _check_attribute_types(event: Event, vocab: Vocabulary, where: str) -> None:
     """Conditions read declared attributes by type (`event.page`, `last('page_view').page`); one of
     another type would make them silently false. Undeclared attributes pass: nothing reads them."""
-    if vocab.event_attributes is None:
-        return
-    declared = vocab.event_attributes.get(event.type, {})
-    for name, value in event.attributes.items():
-        kind = declared.get(name)
-        problem = type_problem(kind, value) if kind is not None else None
-        if problem is not None:
-            raise InvalidInput(f"`{name}` of a {event.type} event {problem}", field=f"{where}attributes.{name}")
+    if vocab.event_attributes is not None:
+        declared = vocab.event_attributes.get(event.type, {})
+        check_types(declared, event.attributes, f"{event.type} attribute", f"{where}attributes.")
 
 
 def effects_of(event: Event, vocab: Vocabulary, now_ms: int, where: str = "", equity: EquityConfig | None = None) -> EventEffects:
@@ -168,12 +150,14 @@ def _effects(event: Event, vocab: Vocabulary, now_ms: int, where: str) -> EventE
             if "answer" not in attrs or attrs["answer"] is None:
                 raise InvalidInput("`answer` is required", field=f"{where}attributes.answer")
             answer = {field: attrs["answer"]}
-            _check_profile_fields(answer, vocab, where, sent_as="answer")
+            # Profile fields are read as `customer.<field>`: held to their declared types, as
+            # a decision's context is.
+            vocab.check_fields("customer", answer, f"{where}attributes.", sent_as="answer")
             return EventEffects(event, ts, profile_set=answer)
         case "profile_update":
             if not attrs:
                 raise InvalidInput("a profile_update needs at least one attribute", field=f"{where}attributes")
-            _check_profile_fields(attrs, vocab, where)
+            vocab.check_fields("customer", attrs, f"{where}attributes.")
             return EventEffects(event, ts, profile_set=dict(attrs))
         case _:
             return EventEffects(event, ts)

@@ -210,15 +210,23 @@ class Vocabulary:
             return []
         return sorted(t for t, declared in self.event_attributes.items() if attribute in declared)
 
-    def check_fields(self, namespace: str, values: Mapping[str, Any], where: str = "") -> None:
+    def check_fields(self, namespace: str, values: Mapping[str, Any], where: str = "", *, sent_as: str | None = None) -> None:
         """Refuse a value of the wrong type for a declared field of `namespace`, naming the field
-        as `<where><name>`. Undeclared names pass: no condition can read them."""
-        declared = self.namespaces.get(namespace, {})
-        for name, value in values.items():
-            kind = declared.get(name)
-            problem = type_problem(kind, value) if kind is not None else None
-            if problem is not None:
-                raise InvalidInput(f"{namespace} field `{name}` {problem}", field=f"{where}{name}")
+        as `<where><name>` (`<where><sent_as>` when the client sent it under another name, as a
+        question's `answer`). Undeclared names pass: no condition can read them."""
+        check_types(self.namespaces.get(namespace, {}), values, f"{namespace} field", where, sent_as=sent_as)
+
+
+def check_types(
+    declared: Mapping[str, FieldType], values: Mapping[str, Any], what: str, where: str, *, sent_as: str | None = None
+) -> None:
+    """The one check of client values against declared types (context and profile fields, event
+    attributes): InvalidInput `<what> `<name>` <problem>` naming `<where><name>`."""
+    for name, value in values.items():
+        kind = declared.get(name)
+        problem = type_problem(kind, value) if kind is not None else None
+        if problem is not None:
+            raise InvalidInput(f"{what} `{name}` {problem}", field=f"{where}{sent_as or name}")
 
 
 @dataclass(slots=True)
