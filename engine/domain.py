@@ -32,6 +32,9 @@ class DecisionRequest:
     limit: int | None = None
     event: dict[str, Any] | None = None
     explain: bool = False
+    recent: int | None = None
+    """How many of the customer's latest interactions to return with the decision (None: the
+    placement's setting), so a screen gets its prompts and the history behind them in one call."""
 
 
 @dataclass(slots=True)
@@ -108,6 +111,8 @@ class Decision:
     """The customer's indices, equity, tier and lifetime value at decision time."""
     arm: str = "champion"
     """Experiment arm: `champion`, `holdout` or `challenger:<id>` (engine.decision.arms)."""
+    recent: tuple[dict[str, Any], ...] = ()
+    """The customer's latest interactions across channels, newest first, when asked for."""
 
 
 @dataclass(slots=True)
@@ -128,6 +133,9 @@ MAX_TS = 253_402_300_799_999
 `ts` an event or feedback may carry. A larger one is a unit mistake (µs, ns) or garbage: day and
 week keys cannot be named for it, and past 2**63 the store could not even keep it. Both front ends
 and the core hold to this one bound, so HTTP and gRPC refuse the same times."""
+
+MAX_RECENT_SHOWN = 50
+"""The most interactions a decision may return with it: a screen's worth, not an export."""
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
 """Customer ids become part of Redis keys inside a `{...}` hash tag, so braces are refused."""

@@ -31,6 +31,7 @@ from engine.decision.pipeline import decide
 from engine.domain import (
     CHANNELS,
     CUSTOMER_ID_PATTERN,
+    MAX_RECENT_SHOWN,
     MAX_TS,
     OUTCOMES,
     CustomerState,
@@ -277,6 +278,8 @@ class DecisionService:
             raise InvalidInput(f"unknown channel {quoted(req.channel)}; expected one of {', '.join(CHANNELS)}", field="channel")
         if req.limit is not None and not 1 <= req.limit <= 50:
             raise InvalidInput(f"limit must be between 1 and 50, got {req.limit}", field="limit")
+        if req.recent is not None and not 0 <= req.recent <= MAX_RECENT_SHOWN:
+            raise InvalidInput(f"recent must be between 0 and {MAX_RECENT_SHOWN}, got {req.recent}", field="recent")
 
     async def decide(self, req: DecisionRequest) -> Decision:
         started = time.perf_counter()
@@ -287,9 +290,13 @@ class DecisionService:
         rules.check_context(req.context)
         now = self.clock.now_ms()
         degraded = False
+        shown = rules.recent_shown(req.placement, req.recent)
         try:
             state = await self.store.read_customer(
-                req.customer_id, now, with_recent=rules.needs_history(req.channel, req.placement), counters=rules.counters
+                req.customer_id,
+                now,
+                with_recent=shown > 0 or rules.needs_history(req.channel, req.placement),
+                counters=rules.counters,
             )
         except StoreUnavailable:
             # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.
@@ -327,6 +334,7 @@ class DecisionService:
             cart_adjustments=tuple(cart_adjustments(plan.treatments, state.cart)),
             customer_value=value.as_dict() if value is not None and not degraded else None,
             arm=arm.name,
+            recent=tuple(state.recent[:shown]),
         )
         record = StoredDecision(
             decision_id=decision.decision_id,

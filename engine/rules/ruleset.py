@@ -168,6 +168,13 @@ class RuleSet:
             limit = min(limit, requested)
         return Limits(limit, per_group)
 
+    def recent_shown(self, placement: str | None, requested: int | None) -> int:
+        """How many interactions to return with a decision here: the request's number, else the placement's."""
+        if requested is not None:
+            return requested
+        override = self.arbitration.placements.get(placement) if placement else None
+        return override.recent if override is not None else 0
+
     def active_suppressions(self, last: Mapping[str, Mapping[str, Any]], now_ms: int) -> dict[str, tuple[str, int]]:
         """Group -> (policy id, until ms) for every suppression in force now."""
         active: dict[str, tuple[str, int]] = {}

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from engine.domain import CHANNELS
+from engine.domain import CHANNELS, MAX_RECENT_SHOWN
 from engine.equity.config import EquityConfig
 from engine.validation import Strict
 
@@ -125,6 +125,12 @@ ContactPolicy = Annotated[FrequencyCapPolicy | SuppressionPolicy, Field(discrimi
 class PlacementArbitration(Strict):
     limit: int | None = Field(default=None, ge=1, le=50)
     max_per_group: int | None = Field(default=None, ge=1, le=50)
+    recent: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_RECENT_SHOWN,
+        description="Latest interactions returned with every decision here (a request's `recent` overrides it).",
+    )
 
 
 class Arbitration(Strict):

@@ -351,6 +351,22 @@ async def test_a_non_finite_number_is_refused_as_json_would_refuse_it(stub: Deci
     assert not (await stub.GetCustomer(pb.GetCustomerRequest(customer_id="ben"))).recent, "nothing applied"
 
 
+async def test_decide_returns_the_recent_interactions_a_call_center_screen_shows(stub: DecisionServiceStub) -> None:
+    await record(stub, ev("carla", "email_received", channel="email", subject="Refund?"))
+    await record(stub, ev("carla", "call_started", channel="call_center"))
+    response = await stub.Decide(pb.DecideRequest(customer_id="carla", channel="call_center", placement="agent_prompt"))
+    assert [(r.type, r.channel) for r in response.recent] == [("call_started", "call_center"), ("email_received", "email")]
+    assert response.recent[1].attributes["subject"] == "Refund?"
+    view = await stub.GetCustomer(pb.GetCustomerRequest(customer_id="carla"))
+    assert list(response.recent) == list(view.recent)
+    asked = await stub.Decide(pb.DecideRequest(customer_id="carla", channel="web", recent=1))
+    assert [r.type for r in asked.recent] == ["call_started"]
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.Decide(pb.DecideRequest(customer_id="carla", channel="web", recent=51))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert trailing(caught.value)["nba-field"] == "recent"
+
+
 async def test_negative_timestamp_is_refused_like_http(stub: DecisionServiceStub) -> None:
     bad = ev("ben", "page_view")
     bad.ts = -1

@@ -26,6 +26,8 @@ from tests.e2e.conftest import Channel, held_customer_views
         ({"customer_id": "a{b}", "channel": "web"}, "customer_id"),
         ({"channel": "web"}, "customer_id"),
         ({"customer_id": "a", "channel": "web", "limit": 0}, "limit"),
+        ({"customer_id": "a", "channel": "web", "recent": -1}, "recent"),
+        ({"customer_id": "a", "channel": "web", "recent": 51}, "recent"),
         ({"customer_id": "a", "channel": "web", "colour": "red"}, "colour"),
     ],
 )

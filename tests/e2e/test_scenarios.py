@@ -148,9 +148,24 @@ def test_call_center_sees_the_email_sent_before_the_call(channel: Channel) -> No
     decision = channel.decide("carla", "call_center", placement="agent_prompt")
     assert [t["id"] for t in decision["treatments"]] == ["email_follow_up"]
     assert decision["treatments"][0]["kind"] == "prompt"
-    recent = channel.view("carla")["recent"]
+    # The agent's screen gets the history behind the prompt in the same response (the
+    # placement's `recent` setting), the same entries the customer view shows.
+    recent = decision["recent"]
     assert [r["type"] for r in recent] == ["call_started", "email_received"]
     assert recent[1]["channel"] == "email" and recent[1]["attributes"]["subject"].startswith("Refund")
+    assert channel.view("carla")["recent"] == recent
+
+
+def test_a_decision_returns_as_many_recent_interactions_as_asked(channel: Channel) -> None:
+    for page in ("home", "deals", "flights"):
+        channel.event("ben", "page_view", page=page)
+        channel.clock.advance(minutes=1)
+    assert channel.decide("ben", "web")["recent"] == []  # web's placements show none unless asked
+    asked = channel.decide("ben", "web", recent=2)["recent"]
+    assert [r["attributes"]["page"] for r in asked] == ["flights", "deals"]
+    # A request's own number overrides the placement's setting, down to none.
+    assert channel.decide("ben", "call_center", placement="agent_prompt", recent=0)["recent"] == []
+    assert len(channel.decide("ben", "call_center", placement="agent_prompt")["recent"]) == 3
 
 
 def test_nothing_relevant_gives_the_fallback(channel: Channel) -> None:

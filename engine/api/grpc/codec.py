@@ -136,6 +136,7 @@ def decision_request(msg: pb.DecideRequest) -> domain.DecisionRequest:
         limit=msg.limit if msg.HasField("limit") else None,
         event=struct_to_dict(msg.event, "event") if msg.HasField("event") else None,
         explain=msg.explain,
+        recent=msg.recent if msg.HasField("recent") else None,
     )
 
 
@@ -208,6 +209,8 @@ def decide_response(d: domain.Decision) -> pb.DecideResponse:
             item.detail.update(v.detail)
     if d.customer_value is not None:
         _value(out.customer_value, d.customer_value)
+    for r in d.recent:
+        _interaction(out.recent.add(), r)
     return out
 
 

@@ -62,6 +62,7 @@ def _decision_payload(d: domain.Decision) -> dict[str, object]:
         "model_version": d.model_version,
         "cart_adjustments": d.cart_adjustments,
         "arm": d.arm,
+        "recent": d.recent,
     }
     if d.verdicts:
         payload["explanations"] = d.verdicts
@@ -178,7 +179,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         body = _parse(DECISION, await http_request.body())
         engine: Engine = http_request.app.state.engine
         request = domain.DecisionRequest(
-            body.customer_id, body.channel, body.placement, body.context, body.limit, body.event, body.explain
+            body.customer_id, body.channel, body.placement, body.context, body.limit, body.event, body.explain, body.recent
         )
         with limit:
             return json_response(_decision_payload(await engine.service.decide(request)))

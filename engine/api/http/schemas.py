@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 from pydantic_core import PydanticCustomError
 
-from engine.domain import CUSTOMER_ID_PATTERN, MAX_TS
+from engine.domain import CUSTOMER_ID_PATTERN, MAX_RECENT_SHOWN, MAX_TS
 
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["cust-000042"])]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
@@ -74,6 +74,12 @@ class DecisionRequest(Body):
     event: JsonObject | None = Field(default=None, description="The event that prompted this decision, if any.")
     limit: int | None = Field(default=None, ge=1, le=50)
     explain: bool = False
+    recent: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_RECENT_SHOWN,
+        description="Also return this many of the customer's latest interactions; unset: the placement's setting in the rules.",
+    )
 
 
 class TreatmentOut(BaseModel):
@@ -153,6 +159,10 @@ class DecisionResponse(BaseModel):
     explanations: list[VerdictOut] | None = None
     customer_value: CustomerValueOut | None = Field(default=None, description="The customer's worth when decided.")
     arm: str = Field(default="champion", description="Experiment arm: champion, holdout or challenger:<id>.")
+    recent: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The customer's latest interactions across channels, newest first, as many as asked for (`recent`).",
+    )
 
 
 class EventRequest(Body):

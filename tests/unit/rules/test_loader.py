@@ -178,3 +178,13 @@ def test_every_fault_in_one_condition_is_listed_at_its_own_column(tmp_path: Path
     assert [p.pos.column for p in problems if p.pos] == [
         start + condition.index(s) for s in ("customer", "event", "100", "__import__")
     ]
+
+
+def test_a_placement_says_how_many_recent_interactions_its_decisions_return(tmp_path: Path) -> None:
+    example = load_ruleset(EXAMPLE_RULES)
+    assert example.recent_shown("agent_prompt", None) == 5
+    assert example.recent_shown("agent_prompt", 0) == 0, "the request's number wins, down to none"
+    assert example.recent_shown("home", None) == 0 and example.recent_shown(None, 3) == 3
+    write(tmp_path, "a.yaml", MINIMAL + "arbitration:\n  placements:\n    agent_prompt:\n      recent: 51\n")
+    (problem,) = refused(tmp_path).problems
+    assert "arbitration.placements.agent_prompt.recent" in problem.render() and ":11:7:" in problem.render()

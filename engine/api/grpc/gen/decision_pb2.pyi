@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DecideRequest(_message.Message):
-    __slots__ = ("customer_id", "channel", "placement", "context", "limit", "event", "explain")
+    __slots__ = ("customer_id", "channel", "placement", "context", "limit", "event", "explain", "recent")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class DecideRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    RECENT_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     channel: str
     placement: str
@@ -23,7 +24,8 @@ class DecideRequest(_message.Message):
     limit: int
     event: _struct_pb2.Struct
     explain: bool
-    def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., limit: _Optional[int] = ..., event: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., explain: _Optional[bool] = ...) -> None: ...
+    recent: int
+    def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., limit: _Optional[int] = ..., event: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., explain: _Optional[bool] = ..., recent: _Optional[int] = ...) -> None: ...
 
 class Treatment(_message.Message):
     __slots__ = ("id", "kind", "group", "score", "propensity", "content", "selection_probability")
@@ -65,7 +67,7 @@ class Explanation(_message.Message):
     def __init__(self, treatment_id: _Optional[str] = ..., stage: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., components: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version", "cart_adjustments", "customer_value", "arm")
+    __slots__ = ("decision_id", "customer_id", "channel", "placement", "treatments", "rules_version", "degraded", "fallback", "explanations", "model_version", "cart_adjustments", "customer_value", "arm", "recent")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +81,7 @@ class DecideResponse(_message.Message):
     CART_ADJUSTMENTS_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_VALUE_FIELD_NUMBER: _ClassVar[int]
     ARM_FIELD_NUMBER: _ClassVar[int]
+    RECENT_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     customer_id: str
     channel: str
@@ -92,7 +95,8 @@ class DecideResponse(_message.Message):
     cart_adjustments: _containers.RepeatedCompositeFieldContainer[CartAdjustment]
     customer_value: CustomerValue
     arm: str
-    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model_version: _Optional[str] = ..., cart_adjustments: _Optional[_Iterable[_Union[CartAdjustment, _Mapping]]] = ..., customer_value: _Optional[_Union[CustomerValue, _Mapping]] = ..., arm: _Optional[str] = ...) -> None: ...
+    recent: _containers.RepeatedCompositeFieldContainer[Interaction]
+    def __init__(self, decision_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., placement: _Optional[str] = ..., treatments: _Optional[_Iterable[_Union[Treatment, _Mapping]]] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., fallback: _Optional[bool] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model_version: _Optional[str] = ..., cart_adjustments: _Optional[_Iterable[_Union[CartAdjustment, _Mapping]]] = ..., customer_value: _Optional[_Union[CustomerValue, _Mapping]] = ..., arm: _Optional[str] = ..., recent: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ...) -> None: ...
 
 class CustomerValue(_message.Message):
     __slots__ = ("contribution", "perception", "referral", "loyalty", "equity", "tier", "p_alive", "expected_purchases", "clv")
