@@ -13,19 +13,19 @@ the abandoned-cart timer, a new cart_add starts it again with a later due time. 
 worker read at claim time is then stale. Cancelling or restarting a timer therefore removes any
 claim on it, in the same script on the timer's shard (engine.state.scripts.SCHEDULE_TIMERS), and
 just before applying, the worker asks which of its claims it still holds under its lease
-(HELD_TIMERS) and applies only those. A timer fires at that check or not at all: an event that
-reached the shard before the check stops it, whatever the worker had claimed.
+(HELD_TIMERS) and applies only those: most stale claims end there, without writing anything.
 
-The check and the effects cannot be one atomic step: the timer's keys and the customer's
+That check and the effects cannot be one atomic step: the timer's keys and the customer's
 (flags, counters) are in different hash slots, so no script may touch both on Redis Cluster.
-What remains is the one round trip between the check and the effects landing. An event whose
-cancel reaches the shard in that window counts as coming after the timer fired, and its own
-writes may land before the timer's: a checkout's `clear_flags: [cart_abandoned]` can be
-overtaken by the firing timer setting that flag. Closing that window would take a second record
-of every timer in its customer's slot, checked by the script that applies the effects; the
-window is kept to one round trip instead. A worker that dies between the check and its effects
-leaves its claim to lapse as before, and a cancel meanwhile removes the claim: the timer then
-does not fire at all, as if the check had not happened.
+So every timer also leaves a mark in its customer's slot (keys.timer_mark: its due time), which
+a cancelling event deletes and a restart overwrites, before that event's own flag writes; the
+effects are applied by a script on the customer's slot that first checks the mark
+(FIRE_TIMER). Either the firing comes first, and the event's writes (a checkout's
+`clear_flags: [cart_abandoned]`) land after it, or the event comes first, and the timer writes
+nothing. A timer cancelled by a later event never sets its flag or sends its message, whatever
+the interleaving. A worker that dies after the effects and before completing leaves its claim
+to lapse; the mark then reads `fired:<due>`, so the next worker applies the same writes again
+and sends the messages with the same ids, unless a cancel came in between.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class TimerStore(Protocol):
 
     async def apply_trigger_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None: ...
 
+    async def fire_timers(self, timers: Sequence[tuple[str, str, int, TriggerEffects]]) -> list[bool]: ...
+
 
 class TimerWorker:
     def __init__(
@@ -82,28 +84,35 @@ class TimerWorker:
                 ids = [tid for tid, _ in claimed]
                 # As late as possible: what was cancelled or restarted since the claim is left out.
                 held = await self.store.held_timers(shard, ids, lease_until)
-                live = [(tid, payload) for tid, payload in claimed if tid in held and payload is not None]
-                effects = self._effects(live)
-                if effects:
-                    await self.store.apply_trigger_effects(effects)
+                marked, unmarked = self._effects([(tid, payload) for tid, payload in claimed if tid in held and payload])
+                applied = await self.store.fire_timers(marked) if marked else []
+                if unmarked:
+                    await self.store.apply_trigger_effects(unmarked)
                 await self.store.complete_timers(shard, ids, lease_until)
-                fired += len(live)
+                fired += sum(applied) + len(unmarked)
                 if len(claimed) < self.batch:
                     break
         return fired
 
-    def _effects(self, live: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, TriggerEffects]]:
+    def _effects(
+        self, live: list[tuple[str, dict[str, Any]]]
+    ) -> tuple[list[tuple[str, str, int, TriggerEffects]], list[tuple[str, TriggerEffects]]]:
+        """What the timers do: those stored with a mark in their customer's slot (applied only if
+        it still holds), and those stored before marks existed (applied as they are)."""
         rules = self.rules.current
-        out = []
+        marked, unmarked = [], []
         for timer_id, payload in live:
             trigger = rules.triggers_by_id.get(payload.get("trigger", ""))
             if trigger is None:
                 log.warning("timer %s: trigger %r is no longer in the rules; dropped", timer_id, payload.get("trigger"))
                 continue
-            fx = effects_of_timer(trigger, payload["customer_id"], int(payload["due"]))
-            if fx:
-                out.append((payload["customer_id"], fx))
-        return out
+            customer, due = payload["customer_id"], int(payload["due"])
+            fx = effects_of_timer(trigger, customer, due)
+            if payload.get("marked"):
+                marked.append((customer, timer_id, due, fx))
+            elif fx:
+                unmarked.append((customer, fx))
+        return marked, unmarked
 
     async def run(self, stop: asyncio.Event, poll_s: float = POLL_S) -> None:
         while not stop.is_set():

@@ -153,9 +153,12 @@ def effects_of_event(
             due = ts + t.spec.schedule.after.ms
             if tid in out.timers_cancel:
                 out.timers_cancel.remove(tid)  # the same event cancels and restarts: it restarts
+            # `marked`: the store keeps a mark of this timer in the customer's slot, which its
+            # firing checks (engine.state.scripts.FIRE_TIMER); timers stored before marks existed
+            # lack it and fire unchecked.
             out.timers_set[tid] = (
                 due,
-                {"trigger": t.id, "customer_id": event.customer_id, "due": due, "event_id": event.event_id},
+                {"trigger": t.id, "customer_id": event.customer_id, "due": due, "event_id": event.event_id, "marked": True},
             )
     return out
 

@@ -56,6 +56,13 @@ def counter(customer_id: str, name: str) -> str:
     return _c(customer_id) + ":cnt:" + name
 
 
+def timer_mark(customer_id: str, timer_id: str) -> str:
+    """String: the due time of the customer's pending timer (`fired:<due>` once fired). Kept in
+    the customer's slot, beside the flags a timer sets, so a firing and a cancelling event are
+    ordered there (engine.state.scripts.FIRE_TIMER); the timer itself lives on its shard."""
+    return _c(customer_id) + ":tm:" + timer_id
+
+
 def topics(customer_id: str) -> str:
     """Hash `<liked|disliked|ideas>:<topic>` -> when this customer last said so: close-the-loop
     offers read one small hash instead of scanning the interaction history."""

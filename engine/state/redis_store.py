@@ -22,13 +22,27 @@ from engine.errors import StoreUnavailable
 from engine.rules.triggers import TriggerEffects
 from engine.state import keys
 from engine.state.multiplex import Multiplexer
-from engine.state.scripts import APPLY_FACTS, COUNT_OCCURRENCE, REMEMBER_TOPIC, SCHEDULE_TIMERS, SCRIPTS, Scripts
+from engine.state.scripts import (
+    APPLY_FACTS,
+    COUNT_OCCURRENCE,
+    FIRE_TIMER,
+    REMEMBER_TOPIC,
+    SCHEDULE_TIMERS,
+    SCRIPTS,
+    Scripts,
+)
 
 PURCHASES_KEPT = 50
 MAX_COUNTER_ENTRIES = 1_000
 """A counter keeps at most this many occurrences (beyond, the oldest go): reads stay bounded."""
 MAX_TOPICS = 100
 """A customer's topics (liked, disliked, ideas) kept, newest first: every decision reads them."""
+TIMER_MARK_GRACE_MS = 30 * 86_400_000
+"""How long past its due time a timer's mark is kept: a worker that falls further behind than
+this finds the mark gone and drops the timer, as if cancelled."""
+FIRED_MARK_TTL_MS = 86_400_000
+"""How long a fired timer's mark is kept, for a worker that fires it again after another died
+before completing it: long past any lease."""
 
 
 def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -109,6 +123,16 @@ def _fact_ops(facts: dict[str, float]) -> list[Any]:
         op = "<" if name in SET_IF_SMALLER else ">" if name in SET_IF_GREATER else "+"
         out += (op, name, repr(float(value)))
     return out
+
+
+def _fired_writes(fx: TriggerEffects, due: int) -> bytes:
+    """A fired timer's writes as FIRE_TIMER reads them."""
+    now = fx.now_ms if fx.now_ms is not None else due
+    increments = [
+        [f"{ts}:{cause}", str(ts), str(now - window), str(window), str(MAX_COUNTER_ENTRIES)]
+        for _, ts, window, cause in fx.increments
+    ]
+    return orjson.dumps({"set": {k: str(v) for k, v in fx.flags_set.items()}, "clear": fx.flags_clear, "inc": increments})
 
 
 class RedisStore:
@@ -293,6 +317,13 @@ class RedisStore:
     def _queue_triggers(self, pipe: Any, cid: str, fx: TriggerEffects) -> list[int]:
         """Queue a customer's trigger writes; returns where in the pipeline's replies the count of
         each watched counter will be."""
+        # Timer marks first: a firing that runs after a cancelling event's mark is gone writes
+        # nothing, and one that runs before it is overwritten by the event's flag writes that follow.
+        if fx.timers_cancel:
+            pipe.delete(*(keys.timer_mark(cid, tid) for tid in fx.timers_cancel))
+        for tid, (due, _) in fx.timers_set.items():
+            wait = max(due - fx.now_ms, 0) if fx.now_ms is not None else 0
+            pipe.set(keys.timer_mark(cid, tid), due, px=wait + TIMER_MARK_GRACE_MS)
         if fx.flags_set:
             pipe.hset(keys.flags(cid), mapping=fx.flags_set)
         if fx.flags_clear:
@@ -328,11 +359,30 @@ class RedisStore:
         return positions
 
     async def apply_trigger_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None:
-        """What fired timers, or counters that reached a threshold, do to their customers, in one round trip."""
+        """What counters that reached a threshold (or timers stored without a mark) do to their
+        customers, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for cid, fx in effects:
             self._queue_triggers(pipe, cid, fx)
         await self._execute(pipe)
+
+    async def fire_timers(self, timers: Sequence[tuple[str, str, int, TriggerEffects]]) -> list[bool]:
+        """Apply fired timers, each `(customer, timer id, due, effects)`, to the customers they
+        still belong to (see FIRE_TIMER): whether each was applied. Their writes go in one round
+        trip, the messages of those applied in a second. A worker that dies between the two
+        fires the timer again once its claim lapses: the mark then says `fired`, the writes are
+        the same again and the messages go out with the same ids."""
+        pipe = self.client.pipeline(transaction=False)
+        for cid, tid, due, fx in timers:
+            fired_keys = (keys.timer_mark(cid, tid), keys.flags(cid), *(keys.counter(cid, name) for name, *_ in fx.increments))
+            pipe.eval(FIRE_TIMER, len(fired_keys), *fired_keys, due, FIRED_MARK_TTL_MS, _fired_writes(fx, due))
+        applied = [bool(int(reply)) for reply in await self._execute(pipe)]
+        messages = [
+            (cid, TriggerEffects(emits=fx.emits)) for (cid, _, _, fx), ok in zip(timers, applied, strict=True) if ok and fx.emits
+        ]
+        if messages:
+            await self.apply_trigger_effects(messages)
+        return applied
 
     async def claim_timers(
         self, shard: int, now_ms: int, limit: int, lease_until_ms: int

@@ -208,6 +208,34 @@ end
 return n
 """
 
+# A fired timer's writes to its customer, made only if the timer is still the customer's own:
+# its mark (KEYS[1], set with the timer, deleted by a cancel, overwritten by a restart) must
+# still name this due time (ARGV[1]), or name it as fired already (a retry after a worker died
+# before completing). A cancel and this script run on the same slot, so one of them is first:
+# either the timer's flags land and the cancelling event's writes come after them, or the mark
+# is gone and nothing is written. KEYS: mark, flags, then the counters of the increments, in
+# order. ARGV: due, how long the fired mark is kept (ms), the writes as JSON with every number
+# as a string, which Lua keeps exact ({set: {flag: expiry}, clear: [...], inc: [[member, ts,
+# since, window ms, most entries kept], ...]}). A timer's `then` cannot count to a threshold
+# (the rules refuse it), so there is none here. Returns 1 when written, 0 when the timer is no
+# longer the customer's.
+FIRE_TIMER = """
+local mark = redis.call('GET', KEYS[1])
+if mark ~= ARGV[1] and mark ~= 'fired:' .. ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'fired:' .. ARGV[1], 'PX', ARGV[2])
+local fx = cjson.decode(ARGV[3])
+for name, expiry in pairs(fx.set) do redis.call('HSET', KEYS[2], name, expiry) end
+for _, name in ipairs(fx.clear) do redis.call('HDEL', KEYS[2], name) end
+for i, inc in ipairs(fx.inc) do
+  local k = KEYS[2 + i]
+  redis.call('ZADD', k, inc[2], inc[1])
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. inc[3])
+  redis.call('ZREMRANGEBYRANK', k, 0, -(tonumber(inc[5]) + 1))
+  redis.call('PEXPIRE', k, inc[4])
+end
+return 1
+"""
+
 SCRIPTS: Mapping[str, str] = {
     "read": READ_CUSTOMER,
     "write_decision": WRITE_DECISION,

@@ -136,23 +136,32 @@ async def test_outbound_ids_differ_between_customers_whose_events_share_an_id(wo
 
 class ActsAfterClaim:
     """The real store, with the customer acting once between a worker's claim and the rest of its
-    firing: the interleaving a busy worker meets in production, made deterministic."""
+    firing (or, `after="held"`, between its check of the claim and its effects): the
+    interleavings a busy worker meets in production, made deterministic."""
 
-    def __init__(self, store: RedisStore, act: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, store: RedisStore, act: Callable[[], Awaitable[None]], after: str = "claim") -> None:
         self.store = store
         self.act: Callable[[], Awaitable[None]] | None = act
+        self.after = after
+
+    async def _acting(self, step: str) -> None:
+        if step == self.after and self.act is not None:
+            act, self.act = self.act, None
+            await act()
 
     async def claim_timers(
         self, shard: int, now_ms: int, limit: int, lease_until_ms: int
     ) -> list[tuple[str, dict[str, Any] | None]]:
         claimed = await self.store.claim_timers(shard, now_ms, limit, lease_until_ms)
-        if claimed and self.act is not None:
-            act, self.act = self.act, None
-            await act()
+        if claimed:
+            await self._acting("claim")
         return claimed
 
     async def held_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> set[str]:
-        return await self.store.held_timers(shard, timer_ids, lease_until_ms)
+        held = await self.store.held_timers(shard, timer_ids, lease_until_ms)
+        if held:
+            await self._acting("held")
+        return held
 
     async def complete_timers(self, shard: int, timer_ids: Sequence[str], lease_until_ms: int) -> None:
         await self.store.complete_timers(shard, timer_ids, lease_until_ms)
@@ -160,9 +169,12 @@ class ActsAfterClaim:
     async def apply_trigger_effects(self, effects: Sequence[tuple[str, TriggerEffects]]) -> None:
         await self.store.apply_trigger_effects(effects)
 
+    async def fire_timers(self, timers: Sequence[tuple[str, str, int, TriggerEffects]]) -> list[bool]:
+        return await self.store.fire_timers(timers)
 
-def busy_worker(store: RedisStore, clock: FixedClock, act: Callable[[], Awaitable[None]]) -> TimerWorker:
-    return TimerWorker(ActsAfterClaim(store, act), RuleRegistry.from_directory(EXAMPLE_RULES), clock, lease_ms=MINUTE)
+
+def busy_worker(store: RedisStore, clock: FixedClock, act: Callable[[], Awaitable[None]], after: str = "claim") -> TimerWorker:
+    return TimerWorker(ActsAfterClaim(store, act, after), RuleRegistry.from_directory(EXAMPLE_RULES), clock, lease_ms=MINUTE)
 
 
 async def test_a_timer_cancelled_after_its_claim_does_not_fire(world: World, clock: FixedClock, redis_sync: Redis) -> None:
@@ -252,3 +264,124 @@ async def test_a_worker_whose_claim_was_taken_over_neither_fires_nor_completes_i
     assert redis_sync.zscore(keys.timer_inflight(shard), tid) == new_lease, "still claimed by the other worker"
     assert redis_sync.hexists(keys.timer_data(shard), tid)
     assert await store.held_timers(shard, [tid], new_lease) == {tid}
+
+
+async def test_a_checkout_between_the_claim_check_and_the_effects_keeps_the_flag_off(
+    world: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    """The worker has checked its claim and is about to apply; the checkout lands first. The
+    mark in the customer's slot is gone by the time the effects run, so they write nothing."""
+    service, _, store = world
+    await cart_add(service, "c1")
+    clock.advance(minutes=31)
+
+    async def checkout() -> None:
+        await service.record_events([Event("co", "c1", "checkout")])
+
+    assert await busy_worker(store, clock, checkout, after="held").fire_due() == 0
+    assert flag(redis_sync, "c1") is None, "cancelled by an event that came before the effects"
+    shard = keys.timer_shard("c1")
+    assert redis_sync.zcard(keys.timer_inflight(shard)) == redis_sync.hlen(keys.timer_data(shard)) == 0
+    assert not redis_sync.exists(keys.timer_mark("c1", "cart_abandonment|c1"))
+
+
+async def test_a_restart_between_the_claim_check_and_the_effects_fires_only_at_the_new_due_time(
+    world: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    service, worker, store = world
+    await cart_add(service, "c1")
+    clock.advance(minutes=31)
+
+    async def another_cart_add() -> None:
+        await cart_add(service, "c1")  # at T0 + 31 min: now due at T0 + 61 min
+
+    assert await busy_worker(store, clock, another_cart_add, after="held").fire_due() == 0
+    assert flag(redis_sync, "c1") is None
+    assert await store.pending_timers(keys.timer_shard("c1")) == {"cart_abandonment|c1": T0 + 61 * MINUTE}
+    clock.advance(minutes=30)
+    assert await worker.fire_due() == 1
+    assert flag(redis_sync, "c1") == T0 + 61 * MINUTE + 3 * 86_400_000
+
+
+async def test_a_timer_stored_without_a_mark_still_fires(world: World, clock: FixedClock, redis_sync: Redis) -> None:
+    """Timers scheduled before marks existed carry no `marked` in their payload: they fire as they always did."""
+    _, worker, _ = world
+    shard, tid = keys.timer_shard("c1"), "cart_abandonment|c1"
+    redis_sync.zadd(keys.timer_due(shard), {tid: T0})
+    payload = {"trigger": "cart_abandonment", "customer_id": "c1", "due": T0, "event_id": "e-old"}
+    redis_sync.hset(keys.timer_data(shard), tid, orjson.dumps(payload))
+    assert await worker.fire_due() == 1
+    assert flag(redis_sync, "c1") == T0 + 3 * 86_400_000
+
+
+NUDGE_RULES = """
+fields:
+  customer:
+    tier: string
+treatments:
+  - id: a
+    kind: offer
+    channels: [web]
+triggers:
+  - id: nudge
+    event: cart_add
+    schedule:
+      after: {minutes: 30}
+      cancel_on: [checkout]
+      then:
+        set_flag: {name: nudged, expires_after: {days: 1}}
+        increment: {counter: nudges, window: {days: 7}}
+        emit: {channel: push, message: "Still thinking about it?"}
+"""
+
+
+@pytest.fixture
+async def nudging(tmp_path: Path, redis_async: aioredis.Redis, clock: FixedClock) -> AsyncIterator[World]:
+    (tmp_path / "rules.yaml").write_text(NUDGE_RULES)
+    store = RedisStore(redis_async, decision_ttl_s=86_400, dedup_ttl_s=86_400, recent_limit=10, stream_maxlen=100_000)
+    await store.prepare()
+    rules = RuleRegistry.from_directory(tmp_path)
+    yield DecisionService(store, rules, clock), TimerWorker(store, rules, clock, lease_ms=MINUTE), store
+    await store.aclose()
+
+
+def outbound(redis_sync: Redis) -> list[str]:
+    return [orjson.loads(f[b"m"])["id"] for _, f in redis_sync.xrange(keys.STREAM_OUTBOUND)]
+
+
+async def test_a_fired_timer_sets_its_flag_counts_and_sends_its_message(
+    nudging: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    service, worker, _ = nudging
+    for _ in range(2):
+        await cart_add(service, "c1")
+        clock.advance(minutes=31)
+        assert await worker.fire_due() == 1
+    first, second = T0 + 30 * MINUTE, T0 + 61 * MINUTE
+    assert outbound(redis_sync) == [f"nudge:c1:timer@{first}", f"nudge:c1:timer@{second}"]
+    assert redis_sync.zrange(keys.counter("c1", "nudges"), 0, -1, withscores=True) == [
+        (f"{first}:timer@{first}".encode(), first),
+        (f"{second}:timer@{second}".encode(), second),
+    ]
+    assert int(redis_sync.hget(keys.flags("c1"), "nudged")) == second + 86_400_000
+
+
+async def test_a_timer_fired_again_after_a_worker_died_sends_the_same_message_unless_cancelled(
+    nudging: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    service, worker, store = nudging
+    await cart_add(service, "c1")
+    await cart_add(service, "c2")
+    clock.advance(minutes=31)
+    due = T0 + 30 * MINUTE
+    shards = {keys.timer_shard(c) for c in ("c1", "c2")}
+    for shard in shards:  # a worker claims, applies ... and dies before completing
+        lease = clock.now_ms() + MINUTE
+        claimed = await store.claim_timers(shard, clock.now_ms(), 10, lease)
+        fired = [(p["customer_id"], tid, due, TriggerEffects(flags_set={"nudged": due + 86_400_000})) for tid, p in claimed if p]
+        assert all(await store.fire_timers(fired))
+    await service.record_events([Event("co", "c2", "checkout")])  # c2 checks out before the retry
+    clock.advance(minutes=2)  # the claims lapse
+    assert await worker.fire_due() == 1, "c1 fires again; c2's mark was deleted by the checkout"
+    assert outbound(redis_sync) == [f"nudge:c1:timer@{due}"]
+    assert redis_sync.hexists(keys.flags("c1"), "nudged")
