@@ -288,6 +288,7 @@ class DecisionService:
         arm = assign(req.customer_id, req.placement, champion.experiments)
         rules = self._challenger_rules(champion, arm) if arm.rules is not None else champion
         rules.check_context(req.context)
+        rules.check_event(req.event)
         now = self.clock.now_ms()
         degraded = False
         shown = rules.recent_shown(req.placement, req.recent)

@@ -17,7 +17,8 @@ from engine.equity.value import ValueModel
 from engine.rules.conditions import Condition
 from engine.rules.schema import Arbitration, Experiments, FrequencyCapPolicy, SuppressionPolicy
 from engine.rules.triggers import CompiledTrigger
-from engine.rules.vocabulary import Vocabulary
+from engine.errors import InvalidInput, quoted
+from engine.rules.vocabulary import REQUEST_EVENT_FIELDS, Vocabulary, check_types
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,21 @@ class RuleSet:
         """Refuse a decision's context whose declared field has a value of the wrong type
         (InvalidInput naming `context.<name>`); without this, conditions on it are silently false."""
         self.vocabulary.check_fields("context", context, "context.")
+
+    def check_event(self, event: Mapping[str, Any] | None) -> None:
+        """Refuse a decision's `event` whose type is unknown or whose attribute has the wrong
+        type for it (InvalidInput naming `event.<name>`), as `POST /v1/events` would refuse that
+        event: a rule on `event.delay_minutes >= 45` would otherwise read `"50"` as silently false."""
+        if not event:
+            return
+        vocab = self.vocabulary
+        check_types(REQUEST_EVENT_FIELDS, event, "event field", "event.")
+        kind = event.get("type")
+        if kind is not None and kind not in vocab.event_types:
+            raise InvalidInput(f"unknown event type {quoted(kind)}", field="event.type")
+        by_type = vocab.event_attributes or {}
+        declared = by_type.get(kind) if kind is not None else None
+        check_types(declared if declared is not None else vocab.namespaces.get("event", {}), event, "event field", "event.")
 
     def needs_history(self, channel: str, placement: str | None) -> bool:
         """Whether a decision here must read the interaction history (some condition counts events).

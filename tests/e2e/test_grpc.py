@@ -367,6 +367,15 @@ async def test_decide_returns_the_recent_interactions_a_call_center_screen_shows
     assert trailing(caught.value)["nba-field"] == "recent"
 
 
+async def test_a_decision_event_of_the_wrong_type_is_invalid_argument(stub: DecisionServiceStub) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.Decide(
+            pb.DecideRequest(customer_id="alice", channel="mobile_app", event=struct(type="flight_delayed", delay_minutes="50"))
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert trailing(caught.value)["nba-field"] == "event.delay_minutes"
+
+
 async def test_negative_timestamp_is_refused_like_http(stub: DecisionServiceStub) -> None:
     bad = ev("ben", "page_view")
     bad.ts = -1

@@ -80,6 +80,29 @@ def test_bad_event_names_the_field(http: TestClient, event: dict[str, object], f
     assert response.json()["field"] == field
 
 
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"type": "flight_delayed", "delay_minutes": "50"}, "event.delay_minutes"),
+        ({"type": "flight_delayed", "delay_minutes": [50]}, "event.delay_minutes"),
+        ({"type": "flight_delayed", "delay_minutes": True}, "event.delay_minutes"),
+        ({"type": 7}, "event.type"),
+        ({"type": "fligt_delayed", "delay_minutes": 50}, "event.type"),
+        ({"delay_minutes": {"m": 50}}, "event.delay_minutes"),  # no type: as any type that declares it
+        ({"type": "page_view", "ts": "yesterday"}, "event.ts"),
+    ],
+)
+def test_a_decision_event_is_checked_as_an_event_would_be(channel: Channel, event: dict[str, object], field: str) -> None:
+    """Rules read the decision's `event` (`event.delay_minutes >= 45`): a value of the wrong type
+    would make them silently false, so it is refused as `POST /v1/events` refuses it."""
+    response = channel.http.post("/v1/decisions", json={"customer_id": "alice", "channel": "mobile_app", "event": event})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    fine = {"type": "flight_delayed", "delay_minutes": 50, "gate": "B7"}  # undeclared attributes pass: no rule reads them
+    response = channel.http.post("/v1/decisions", json={"customer_id": "alice", "channel": "mobile_app", "event": fine})
+    assert response.status_code == 200, response.text
+
+
 BIG = 10**20
 """An integer JSON allows and int64 does not: the store could not keep it."""
 
