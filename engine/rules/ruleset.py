@@ -14,10 +14,10 @@ from typing import Any
 
 from engine.equity.config import EquityConfig
 from engine.equity.value import ValueModel
+from engine.errors import InvalidInput, quoted
 from engine.rules.conditions import Condition
 from engine.rules.schema import Arbitration, Experiments, FrequencyCapPolicy, SuppressionPolicy
 from engine.rules.triggers import CompiledTrigger
-from engine.errors import InvalidInput, quoted
 from engine.rules.vocabulary import REQUEST_EVENT_FIELDS, Vocabulary, check_types
 
 
