@@ -84,7 +84,7 @@ class TimerWorker:
                 ids = [tid for tid, _ in claimed]
                 # As late as possible: what was cancelled or restarted since the claim is left out.
                 held = await self.store.held_timers(shard, ids, lease_until)
-                marked, unmarked = self._effects([(tid, payload) for tid, payload in claimed if tid in held and payload])
+                marked, unmarked = self._effects([(tid, payload) for tid, payload in claimed if tid in held and payload], now)
                 applied = await self.store.fire_timers(marked) if marked else []
                 if unmarked:
                     await self.store.apply_trigger_effects(unmarked)
@@ -95,7 +95,7 @@ class TimerWorker:
         return fired
 
     def _effects(
-        self, live: list[tuple[str, dict[str, Any]]]
+        self, live: list[tuple[str, dict[str, Any]]], now: int
     ) -> tuple[list[tuple[str, str, int, TriggerEffects]], list[tuple[str, TriggerEffects]]]:
         """What the timers do: those stored with a mark in their customer's slot (applied only if
         it still holds), and those stored before marks existed (applied as they are)."""
@@ -107,7 +107,7 @@ class TimerWorker:
                 log.warning("timer %s: trigger %r is no longer in the rules; dropped", timer_id, payload.get("trigger"))
                 continue
             customer, due = payload["customer_id"], int(payload["due"])
-            fx = effects_of_timer(trigger, customer, due)
+            fx = effects_of_timer(trigger, customer, due, now)
             if payload.get("marked"):
                 marked.append((customer, timer_id, due, fx))
             elif fx:

@@ -94,11 +94,16 @@ def timer_id(trigger_id: str, customer_id: str) -> str:
     return f"{trigger_id}{TIMER_SEPARATOR}{customer_id}"
 
 
-def _apply_actions(out: TriggerEffects, actions: Actions, *, trigger: str, customer_id: str, ts: int, cause: str) -> None:
+def _apply_actions(
+    out: TriggerEffects, actions: Actions, *, trigger: str, customer_id: str, ts: int, cause: str, now_ms: int | None = None
+) -> None:
     """`ts` is when the actions happen (the event's time, or the timer's due time), so a retried
     timer computes the same expiry and the same message id: firing is idempotent. The message id
     names the customer because `cause` (an event id, or the due time) is unique for one customer
-    only, and consumers de-duplicate across all of them."""
+    only, and consumers de-duplicate across all of them. A message sent with a flag (the upgrade
+    waiting in the app) is not sent when that flag has lapsed by `now_ms`, the engine's time: a
+    backfilled event, or a timer fired days late, would promise what no decision offers any more."""
+    lapsed = actions.set_flag is not None and now_ms is not None and ts + actions.set_flag.expires_after.ms <= now_ms
     if actions.set_flag is not None:
         out.flags_set[actions.set_flag.name] = ts + actions.set_flag.expires_after.ms
     for name in actions.clear_flags:
@@ -112,9 +117,9 @@ def _apply_actions(out: TriggerEffects, actions: Actions, *, trigger: str, custo
             then = TriggerEffects()
             # Named after the crossing, so a retried event that crosses again emits the same id.
             crossing = f"{cause}#{inc.counter}@{inc.at}"
-            _apply_actions(then, inc.then, trigger=trigger, customer_id=customer_id, ts=ts, cause=crossing)
+            _apply_actions(then, inc.then, trigger=trigger, customer_id=customer_id, ts=ts, cause=crossing, now_ms=now_ms)
             out.thresholds.append(Threshold(trigger, inc.counter, inc.at, ts, inc.window.ms, cause, then))
-    if actions.emit is not None:
+    if actions.emit is not None and not lapsed:
         emit = actions.emit
         out.emits.append(
             {
@@ -147,7 +152,7 @@ def effects_of_event(
     for t in triggers:
         if t.when is not None and not t.when(ctx):
             continue
-        _apply_actions(out, t.spec, trigger=t.id, customer_id=event.customer_id, ts=ts, cause=event.event_id)
+        _apply_actions(out, t.spec, trigger=t.id, customer_id=event.customer_id, ts=ts, cause=event.event_id, now_ms=now_ms)
         if t.spec.schedule is not None:
             tid = timer_id(t.id, event.customer_id)
             due = ts + t.spec.schedule.after.ms
@@ -163,12 +168,13 @@ def effects_of_event(
     return out
 
 
-def effects_of_timer(trigger: CompiledTrigger, customer_id: str, due_ms: int) -> TriggerEffects:
+def effects_of_timer(trigger: CompiledTrigger, customer_id: str, due_ms: int, now_ms: int | None = None) -> TriggerEffects:
+    """`now_ms`: when the timer is fired (default: on time)."""
     out = TriggerEffects(now_ms=due_ms)
     schedule = trigger.spec.schedule
     if schedule is not None:
         cause = f"timer@{due_ms}"
-        _apply_actions(out, schedule.then, trigger=trigger.id, customer_id=customer_id, ts=due_ms, cause=cause)
+        _apply_actions(out, schedule.then, trigger=trigger.id, customer_id=customer_id, ts=due_ms, cause=cause, now_ms=now_ms)
     return out
 
 

@@ -29,6 +29,7 @@ from engine.state.scripts import (
     REMEMBER_TOPIC,
     SCHEDULE_TIMERS,
     SCRIPTS,
+    SET_LAST,
     Scripts,
 )
 
@@ -62,6 +63,18 @@ def _cart(fields: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {sku: {**line, "qty": quantities.get(sku, 1)} for sku, line in lines.items() if quantities.get(sku, 1) > 0}
 
 
+def newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Interactions by their own time, newest first. Lists are kept in arrival order (LPUSH),
+    which a backfilled event breaks; sorting the few read is cheap, and a list already in order
+    (nearly always) costs one pass. Equal times keep their arrival order."""
+    return sorted(entries, key=_entry_ts, reverse=True)
+
+
+def _entry_ts(entry: dict[str, Any]) -> int:
+    ts = entry.get("ts")
+    return ts if isinstance(ts, int) else 0
+
+
 def customer_keys(customer_id: str, now_ms: int, counters: Sequence[str]) -> list[str]:
     """The keys the read script takes for one customer, in the order of its document."""
     return [
@@ -93,7 +106,7 @@ def customer_state(customer_id: str, document: bytes, now_ms: int, counters: Seq
         last=doc[2],
         caps_day=doc[3],
         caps_week=doc[4],
-        recent=doc[5],
+        recent=newest_first(doc[5]),
         flags={k: v for k, v in doc[6].items() if v > now_ms},
         caps_total=doc[7],
         topics=doc[8],
@@ -279,7 +292,7 @@ class RedisStore:
                 details = {k: v for k, v in line.items() if k != "qty"}
                 pipe.hset(keys.cart(cid), f"i:{sku}", orjson.dumps(details))
                 pipe.hincrby(keys.cart(cid), f"q:{sku}", int(line.get("qty", 1)))
-            pipe.hset(keys.last(cid), fx.event.type, orjson.dumps({"ts": fx.ts, **fx.event.attributes}))
+            pipe.eval(SET_LAST, 1, keys.last(cid), fx.event.type, fx.ts, orjson.dumps({"ts": fx.ts, **fx.event.attributes}))
             pipe.lpush(keys.recent(cid), entry)
             pipe.ltrim(keys.recent(cid), 0, self.recent_limit - 1)
             pipe.xadd(keys.STREAM_EVENTS, {"customer_id": cid, "e": entry}, maxlen=self.stream_maxlen, approximate=True)
@@ -452,7 +465,7 @@ class RedisStore:
         pipe.hgetall(keys.orders(customer_id))
         pipe.hgetall(keys.responses(customer_id))
         purchases, orders, responses = await self._execute(pipe)
-        return [orjson.loads(p) for p in purchases], _loads_hash(orders), _ints(responses)
+        return newest_first([orjson.loads(p) for p in purchases]), _loads_hash(orders), _ints(responses)
 
     async def read_responses(self, customer_id: str) -> dict[str, int]:
         async with self._guard():

@@ -208,6 +208,19 @@ end
 return n
 """
 
+# KEYS: the customer's `last` hash. ARGV: event type, the event's time, its entry (JSON with
+# `ts`). Keeps the newest event of each type by its own time, not by arrival: a backfilled
+# complaint from last month must not replace yesterday's, which a 7-day suppression counts from.
+SET_LAST = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, old = pcall(cjson.decode, cur)
+  if ok and type(old) == 'table' and tonumber(old.ts) and tonumber(old.ts) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
 # A fired timer's writes to its customer, made only if the timer is still the customer's own:
 # its mark (KEYS[1], set with the timer, deleted by a cancel, overwritten by a restart) must
 # still name this due time (ARGV[1]), or name it as fired already (a retry after a worker died

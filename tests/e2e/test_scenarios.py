@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from redis import Redis
@@ -404,3 +406,38 @@ def test_a_threshold_message_that_cannot_be_sent_keeps_the_event_and_its_flag(
     assert outbound(redis_sync) == []
     assert redis_sync.hget(keys.flags("dev"), "repeat_complainer") is not None, "set with the count, in Redis"
     assert [e["type"] for e in channel.view("dev")["recent"]].count("complaint") == 3, "every complaint kept, once"
+
+
+def backfill(channel: Channel, customer_id: str, type_: str, *, days_ago: float, **attributes: Any) -> None:
+    """An event sent late, with its own time: a batch import, or a source that was offline."""
+    ts = channel.clock.now_ms() - int(days_ago * 86_400_000)
+    body = {"event_id": f"late-{type_}-{ts}", "customer_id": customer_id, "type": type_, "ts": ts, "attributes": attributes}
+    response = channel.http.post("/v1/events", json=body)
+    assert response.status_code == 202, response.text
+
+
+def test_an_event_arriving_late_takes_its_place_in_time(channel: Channel) -> None:
+    channel.event("dev", "complaint", channel="social", topic="lost_luggage")
+    channel.event("dev", "purchase", channel="web", amount=35.0, order_id="NEW")
+    backfill(channel, "dev", "complaint", days_ago=10, topic="seat")
+    backfill(channel, "dev", "purchase", days_ago=10, amount=90.0, order_id="OLD")
+    # The suppression still counts from today's complaint, not from the one sent late.
+    assert channel.offered("dev", "mobile_app")[0] == "service_recovery"
+    view = channel.view("dev")
+    assert view["suppressions"][0]["group"] == "sales"
+    assert [(r["type"], r["attributes"].get("topic") or r["attributes"].get("order_id")) for r in view["recent"]] == [
+        ("purchase", "NEW"),
+        ("complaint", "lost_luggage"),
+        ("purchase", "OLD"),
+        ("complaint", "seat"),
+    ]
+    assert [p["attributes"]["order_id"] for p in view["purchases"]] == ["NEW", "OLD"]
+
+
+def test_a_late_delay_whose_upgrade_has_lapsed_sends_no_push(channel: Channel, redis_sync: Redis) -> None:
+    backfill(channel, "alice", "flight_delayed", days_ago=3, delay_minutes=50)
+    assert outbound(redis_sync) == [], "the upgrade it would announce lapsed two days ago"
+    assert "apology_upgrade" not in channel.offered("alice", "mobile_app")
+    backfill(channel, "alice", "flight_delayed", days_ago=0.5, delay_minutes=50)
+    assert [m["treatment"] for m in outbound(redis_sync)] == ["apology_upgrade"], "still waiting in the app: told"
+    assert "apology_upgrade" in channel.offered("alice", "mobile_app")

@@ -358,3 +358,12 @@ async def test_a_timer_fired_again_after_a_worker_died_sends_the_same_message_un
     assert await worker.fire_due() == 1, "c1 fires again; c2's mark was deleted by the checkout"
     assert outbound(redis_sync) == [f"nudge:c1:timer@{due}"]
     assert redis_sync.hexists(keys.flags("c1"), "nudged")
+
+
+async def test_a_timer_fired_after_its_flag_lapsed_sends_no_message(nudging: World, clock: FixedClock, redis_sync: Redis) -> None:
+    service, worker, _ = nudging
+    await cart_add(service, "c1")
+    clock.advance(days=2)  # the worker was down; `nudged` would have lapsed a day ago
+    assert await worker.fire_due() == 1
+    assert outbound(redis_sync) == [], "a nudge about a flag that no decision sees any more"
+    assert redis_sync.zcard(keys.counter("c1", "nudges")) == 1, "what it counts still counts"
