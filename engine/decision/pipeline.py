@@ -116,12 +116,18 @@ def runtime_policy(config: EpsilonGreedy | Softmax | Thompson | Greedy) -> Explo
 
 
 def policy_for(spec: ModelSpec | None, placement: str | None, customer_id: str) -> ExplorationPolicy:
-    """Holdout customers get a uniformly random slate; others the placement's policy."""
+    """Holdout customers get a uniformly random slate; others the placement's policy.
+
+    The holdout share is the placement's where its exploration entry sets one (0 keeps a placement
+    such as the agent's single prompt out of the holdout), so the policy returned, and logged with
+    the decision, is the one that chose at this placement.
+    """
     if spec is None:
         return ExplorationPolicy.greedy()
-    if in_holdout(customer_id, spec.holdout_share, spec.id):
+    config, share = spec.exploration_for(placement)
+    if in_holdout(customer_id, share, spec.id):
         return _HOLDOUT
-    return runtime_policy(spec.exploration.for_placement(placement))
+    return runtime_policy(config)
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from engine.errors import RuleProblem, RuleSetError, SourcePos
 from engine.rules.schema import Identifier
@@ -102,21 +102,35 @@ class Reward(Strict):
         return (True, best) if best > 0 else (False, self.negative_weight)
 
 
-class EpsilonGreedy(Strict):
+class _Policy(Strict):
+    """What every exploration entry may say besides its policy.
+
+    `holdout_share` lets a placement leave the model's holdout (or hold out a different share):
+    where one answer is acted on by a person, such as the single prompt on an agent's screen, a
+    uniformly random treatment for holdout customers is the experiment the placement forbids.
+    None: the model's `holdout_share` applies.
+    """
+
+    holdout_share: float | None = Field(
+        default=None, ge=0, le=0.5, description="This placement's holdout share; unset: the model's `holdout_share`."
+    )
+
+
+class EpsilonGreedy(_Policy):
     policy: Literal["epsilon_greedy"]
     epsilon: float = Field(ge=0, le=1)
 
 
-class Softmax(Strict):
+class Softmax(_Policy):
     policy: Literal["softmax"]
     temperature: float = Field(gt=0, le=100)
 
 
-class Thompson(Strict):
+class Thompson(_Policy):
     policy: Literal["thompson"]
 
 
-class Greedy(Strict):
+class Greedy(_Policy):
     policy: Literal["greedy"]
 
 
@@ -125,10 +139,25 @@ POLICY_TAGS: tuple[str, ...] = ("epsilon_greedy", "softmax", "thompson", "greedy
 
 
 class Exploration(Strict):
-    """The exploration policy per placement; placements not listed use `default`."""
+    """The exploration policy per placement; placements not listed use `default`.
+
+    A placement's entry may also set its own `holdout_share` (see `ModelSpec.exploration_for`).
+    """
 
     default: ExplorationPolicy = EpsilonGreedy(policy="epsilon_greedy", epsilon=0.05)
     placements: dict[Identifier, ExplorationPolicy] = Field(default_factory=dict)
+
+    @field_validator("default")
+    @classmethod
+    def _default_keeps_the_model_share(cls, policy: _Policy) -> _Policy:
+        """The model's own `holdout_share` is already the share of every placement not listed, so a
+        second one on `default` could only contradict it."""
+        if policy.holdout_share is not None:
+            raise ValueError(
+                "`holdout_share` is not allowed on `default`: "
+                "the model's top-level `holdout_share` is the share of every placement not listed"
+            )
+        return policy
 
     def for_placement(self, placement: str | None) -> EpsilonGreedy | Softmax | Thompson | Greedy:
         if placement is not None:
@@ -176,6 +205,15 @@ class ModelSpec(Strict):
             "features": self.features.model_dump(mode="json"),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def exploration_for(self, placement: str | None) -> tuple[EpsilonGreedy | Softmax | Thompson | Greedy, float]:
+        """The placement's exploration policy and the holdout share that applies there.
+
+        Both come from the one entry serving the placement, so a decision looks the placement up
+        once; its own `holdout_share` wins, else the model's.
+        """
+        config = self.exploration.for_placement(placement)
+        return config, self.holdout_share if config.holdout_share is None else config.holdout_share
 
     def evidence_weight(self, evidence: float) -> float:
         """Weight of the model's estimate against the prior: 0.5 exactly at `evidence_threshold`."""

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
 
 from engine.api.http.app import create_app
 from engine.clock import FixedClock
+from engine.decision.exploration import in_holdout
+from engine.learning.spec import load_model_specs
 from engine.settings import Settings
-from engine.state.keys import model_served
+from engine.state.keys import STREAM_DECISIONS, model_served
 from tests.conftest import EXAMPLE_MODELS, EXAMPLE_RULES
 from tests.e2e.conftest import Channel
 from tests.processes import NbaProcess, wait_for
@@ -62,8 +66,6 @@ def test_nba_learner_runs_as_its_own_process(
 def test_holdout_customers_get_a_uniformly_random_choice(
     redis_url: str, redis_sync: Redis, clock: FixedClock, tmp_path: Path
 ) -> None:
-    from engine.decision.exploration import in_holdout
-
     models = tmp_path / "models"
     models.mkdir()
     spec = (EXAMPLE_MODELS / "response.yaml").read_text().replace("holdout_share: 0.05", "holdout_share: 0.5")
@@ -83,3 +85,44 @@ def test_holdout_customers_get_a_uniformly_random_choice(
             assert only["selection_probability"] == pytest.approx(1 / 2, abs=1e-6)
     assert set(seen) == {"welcome_coupon", "credit_card_offer"}
     assert min(seen.values()) >= 15, f"a fair coin over 60 draws: {seen}"
+
+
+def test_shipped_holdout_leaves_the_agent_prompt_alone_and_logs_the_policy_that_chose(
+    redis_url: str, redis_sync: Redis, clock: FixedClock
+) -> None:
+    """With the shipped specs as they are, a customer in the model's holdout still gets the
+    prompt the smart dialogue picked on a call, and random offers on the web; each decision
+    records the policy that chose it, which offline evaluation and the ROI report read."""
+    response = next(s for s in load_model_specs(EXAMPLE_MODELS) if s.id == "response")
+    assert response.holdout_share > 0
+
+    def customer(held: bool) -> str:
+        return next(f"c-{i}" for i in range(10_000) if in_holdout(f"c-{i}", response.holdout_share, response.id) == held)
+
+    held, control = customer(True), customer(False)
+    settings = Settings(redis_url=redis_url, rules_dir=EXAMPLE_RULES, models_dir=EXAMPLE_MODELS, learner=False, random_seed=5)
+    with TestClient(create_app(settings, clock=clock)) as http:
+        channel = Channel(http, clock)
+        for customer_id in (held, control):
+            channel.event(customer_id, "profile_update", age=38, segment="family", tier="bronze")
+        prompts: dict[str, set[tuple[str, float]]] = {held: set(), control: set()}
+        sales: dict[str, int] = {}
+        for _ in range(30):
+            clock.advance(days=8)  # past every cap, so the same candidates stay eligible
+            for customer_id in (held, control):
+                decision = channel.decide(customer_id, "call_center", placement="agent_prompt")
+                prompts[customer_id] |= {(t["id"], t["selection_probability"]) for t in decision["treatments"]}
+            (offer,) = [t for t in channel.decide(held, "web")["treatments"] if t["group"] == "sales"]
+            assert offer["selection_probability"] == pytest.approx(1 / 2, abs=1e-6)
+            sales[offer["id"]] = sales.get(offer["id"], 0) + 1
+    assert prompts[held] == prompts[control] == {("ask_party_size", 1.0)}
+    assert set(sales) == {"welcome_coupon", "credit_card_offer"}, sales
+    records = [orjson.loads(f[b"d"]) for _, f in redis_sync.xrange(STREAM_DECISIONS)]
+    policies: dict[tuple[str, str | None], set[str]] = collections.defaultdict(set)
+    for r in records:
+        policies[(r["customer_id"], r.get("placement"))].add(r["policy"])
+    assert policies == {
+        (held, "agent_prompt"): {"greedy"},
+        (control, "agent_prompt"): {"greedy"},
+        (held, None): {"holdout"},
+    }

@@ -301,6 +301,60 @@ def test_holdout_share_is_bounded(tmp_path: Path) -> None:
     assert spec.holdout_share == 0.1
 
 
+def test_a_placement_holdout_share_overrides_the_model_share(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "m.yaml",
+        MINIMAL
+        + "exploration:\n  placements:\n"
+        + "    agent_prompt: {policy: greedy, holdout_share: 0}\n"
+        + "    web_home: {policy: softmax, temperature: 2, holdout_share: 0.2}\n"
+        + "    event_tickets: {policy: thompson}\n"
+        + "holdout_share: 0.05\n",
+    )
+    (spec,) = load(tmp_path)
+    agent, share = spec.exploration_for("agent_prompt")
+    assert agent.policy == "greedy" and share == 0.0
+    web, share = spec.exploration_for("web_home")
+    assert web.policy == "softmax" and share == 0.2
+    # Placements that do not set a share, listed or not, keep the model's.
+    assert spec.exploration_for("event_tickets")[1] == 0.05
+    assert spec.exploration_for("somewhere_else")[1] == 0.05
+    assert spec.exploration_for(None) == (spec.exploration.default, 0.05)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("{policy: greedy, holdout_share: 0.6}", "less than or equal to 0.5"),
+        ("{policy: epsilon_greedy, epsilon: 0.1, holdout_share: -0.1}", "greater than or equal to 0"),
+        ("{policy: thompson, holdout_share: lots}", "valid number"),
+    ],
+)
+def test_a_placement_holdout_share_out_of_range_is_refused_at_its_line(tmp_path: Path, entry: str, expected: str) -> None:
+    path = write(tmp_path, "m.yaml", MINIMAL + f"exploration:\n  placements:\n    agent_prompt: {entry}\n")
+    (problem,) = refused(tmp_path).problems
+    assert "exploration.placements.agent_prompt.holdout_share" in problem.message
+    assert expected in problem.message
+    assert problem.pos is not None and problem.pos.line == line_of(path, "agent_prompt")
+
+
+def test_the_default_policy_takes_no_holdout_share_of_its_own(tmp_path: Path) -> None:
+    path = write(tmp_path, "m.yaml", MINIMAL + "exploration:\n  default: {policy: greedy, holdout_share: 0.1}\n")
+    (problem,) = refused(tmp_path).problems
+    assert "`holdout_share` is not allowed on `default`" in problem.message
+    assert problem.pos is not None and problem.pos.line == line_of(path, "default:")
+
+
+def test_the_shipped_specs_keep_agent_prompt_out_of_the_holdout() -> None:
+    rules = load_ruleset(EXAMPLE_RULES)
+    ns = rules.vocabulary.namespaces
+    for spec in load_model_specs(EXAMPLE_MODELS, customer_fields=ns["customer"], context_fields=ns["context"]):
+        assert spec.holdout_share > 0, spec.id
+        assert spec.exploration_for("agent_prompt")[1] == 0.0, spec.id
+        assert spec.exploration_for("web_home")[1] == spec.holdout_share, spec.id
+
+
 def test_evidence_weight_is_even_with_the_prior_at_the_threshold(tmp_path: Path) -> None:
     write(tmp_path, "m.yaml", MINIMAL + "evidence_threshold: 40\n")
     (spec,) = load(tmp_path)
