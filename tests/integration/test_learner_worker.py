@@ -16,15 +16,18 @@ from redis import Redis
 from redis import asyncio as aioredis
 
 from engine.clock import FixedClock
-from engine.domain import Feedback, StoredDecision
-from engine.learning.serving import unpack_weights
+from engine.decision.service import DecisionService
+from engine.domain import DecisionRequest, Event, Feedback, StoredDecision
+from engine.learning.features import hash_index
+from engine.learning.serving import ModelRegistry, unpack_weights
 from engine.learning.spec import ModelSpec, load_model_specs
 from engine.learning.worker import LearnerWorker, group_name, learn_model, window_member
+from engine.rules.registry import RuleRegistry
 from engine.state import keys
 from engine.state.keys import model_due
 from engine.state.learning_store import LearningStore, SnapshotRefused
 from engine.state.redis_store import RedisStore
-from tests.conftest import ROOT, T0
+from tests.conftest import EXAMPLE_RULES, ROOT, T0
 
 pytestmark = pytest.mark.anyio
 DAY_MS = 86_400_000
@@ -593,3 +596,38 @@ async def test_entries_left_pending_by_a_group_reader_are_learned_once_and_ackno
     assert second.state.examples == 4
     assert await pending(redis_async, spec) == 0
     assert await acknowledged(redis_async, spec) == (await feedback_ids(redis_async))[-1]
+
+
+async def test_learning_uses_the_features_the_model_saw_at_decision_time_not_todays_profile(
+    stores: tuple[RedisStore, LearningStore], spec: ModelSpec, clock: FixedClock
+) -> None:
+    """An accept often arrives after the profile changed (an upgrade is a common reason to accept);
+    crediting today's profile would teach the model about a customer it never scored."""
+    store, learning = stores
+    service = DecisionService(store, RuleRegistry.from_directory(EXAMPLE_RULES), clock, models=ModelRegistry([spec]))
+    await store.seed_profiles([("mover", {"tier": "silver", "segment": "family", "age": 40})])
+    decision = await service.decide(DecisionRequest("mover", "web"))
+    assert decision.treatments and decision.model_version is not None, "a scored decision to answer"
+    chosen = decision.treatments[0].id
+
+    update = Event("upgrade-1", "mover", "profile_update", attributes={"tier": "platinum", "segment": "business"})
+    assert (await service.record_events([update])).accepted == 1
+    assert {"tier": "platinum", "segment": "business"}.items() <= (await service.customer_view("mover")).profile.items()
+    clock.advance(minutes=5)
+    await service.record_feedback(Feedback("accept-1", decision.decision_id, chosen, "accept"))
+
+    w = worker(learning, spec, clock)
+    await w.restore()
+    await drain(w)
+    assert w.state.evidence == {chosen: 1.0}
+    served = await learning.load_served(spec.id)
+    assert served is not None
+    weights = unpack_weights(served.weights, spec.dimension)
+
+    def weight(name: str) -> float:
+        return float(weights[hash_index(name, spec.hash_bits)])
+
+    then = ["c.tier=silver", "c.segment=family", f"t.id={chosen}&c.tier=silver", f"t.id={chosen}&c.segment=family"]
+    now = ["c.tier=platinum", "c.segment=business", f"t.id={chosen}&c.tier=platinum", f"t.id={chosen}&c.segment=business"]
+    assert all(weight(name) > 0 for name in then), {name: weight(name) for name in then}
+    assert all(weight(name) == 0 for name in now), {name: weight(name) for name in now}
