@@ -180,7 +180,7 @@ def evaluate(
     ] = 0.5,
 ) -> None:
     """Estimate what another policy would have earned, from the decision and feedback logs (IPS, SNIPS, DR)."""
-    from engine.errors import EngineError
+    from engine.errors import EngineError, InvalidInput
     from engine.evaluation.report import render, run_evaluation
     from engine.state.connect import open_redis
 
@@ -210,6 +210,9 @@ def evaluate(
                 await client.aclose()
             if embedded is not None:
                 embedded.close()
+        if report.no_overlap is not None:
+            # A table of zeros would read as a verdict on the policy; it is only silence of the log.
+            raise InvalidInput(report.no_overlap, field="policy")
         console.print(render(report))
         for note in report.notes:
             console.print(f"[dim]note: {note}[/dim]")
@@ -217,7 +220,9 @@ def evaluate(
     try:
         asyncio.run(go())
     except EngineError as exc:
-        err.print(f"[red]{exc.message}[/red]", highlight=False)
+        # Messages quote paths and policy text, whose `[...]` rich would read as markup; one line
+        # each, unwrapped, so it can be copied and grepped.
+        err.print(exc.message, style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
 
 

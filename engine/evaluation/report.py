@@ -1,13 +1,16 @@
 """One call behind the command line's offline evaluation: policy text in, estimates out.
 
 The command line deals in strings; everything that can be wrong with them (an unknown policy, a
-missing model, an unreadable rules directory) is refused here as ``InvalidInput`` naming the
-value, before any log is read, so a typo costs nothing.
+missing model, an unreadable rules directory, a log file that is not there, an export into a
+directory that is not there) is refused here as ``InvalidInput`` naming the value, before any log
+is read, so a typo costs nothing. A typo the log alone can reveal (a fixed treatment that never
+appears in it) is reported as ``EvaluationReport.no_overlap`` for the caller to refuse.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +62,10 @@ class EvaluationReport:
     notes: tuple[str, ...] = ()
     training: TrainingSplit | None = None
     """Set when a model was trained here: then ``estimates`` and ``logging`` cover only the held-out rounds."""
+    no_overlap: str | None = None
+    """Set, to a sentence saying why, when the policy chooses no action the log shows: every row
+    then weighs 0, so IPS's 0 is an artefact and SNIPS is undefined. The figures are no evidence
+    about the policy; present this instead of them."""
 
 
 def _bad(policy: str, why: str) -> InvalidInput:
@@ -156,6 +163,40 @@ def _trained(
     return train_on_rounds(spec, train), held_out, training
 
 
+def _check_paths(source: Path | None, export: Path | None) -> None:
+    """Refuse a log file that is not there, or an export that could not be written, before any
+    log is read: a long read from Redis should not end in a traceback about a typo."""
+    if source is not None and not source.is_file():
+        why = "is a directory, not a file" if source.is_dir() else "does not exist"
+        raise InvalidInput(f"log file {str(source)!r} {why}", field="source")
+    if export is None:
+        return
+    if export.is_dir():
+        raise InvalidInput(f"cannot export to {str(export)!r}: it is a directory", field="export")
+    if not export.parent.is_dir():
+        raise InvalidInput(f"cannot export to {str(export)!r}: directory {str(export.parent)!r} does not exist", field="export")
+
+
+def _no_overlap(policy: str, rounds: Sequence[LoggedRound], estimates: Sequence[Estimate]) -> str | None:
+    """Why the log cannot speak for ``policy``, or None when some row carries weight.
+
+    All estimates share one ESS, which is 0 exactly when every row's weight is. A fixed action is
+    the usual culprit, and a mistyped treatment id otherwise looks like a policy that earns 0.
+    """
+    if any(e.ess > 0 for e in estimates):
+        return None
+    head = f"policy {policy!r} never chooses any action in the log, so the log cannot tell what it would earn"
+    kind, _, arg = policy.partition(":")
+    if kind != "fixed":
+        return f"{head} (it gives no probability to any treatment the log shows)"
+    candidates = {a for r in rounds for a in r.actions}
+    if arg in candidates:
+        return f"{head}: {arg!r} was a candidate but was never shown"
+    known = sorted(candidates | {r.action for r in rounds})
+    listed = ", ".join(known[:8]) + (f", … ({len(known)} in all)" if len(known) > 8 else "")
+    return f"{head}: {arg!r} does not appear among the logged actions ({listed})"
+
+
 def _in_window(ts: int | None, since_ms: int | None, until_ms: int | None) -> bool:
     if since_ms is None and until_ms is None:
         return True
@@ -197,6 +238,9 @@ async def run_evaluation(
     both are measured on the same rounds (see :mod:`engine.evaluation.training` for why the
     split is chronological). ``train="never"`` keeps the spec as it would serve without
     weights: priors only. ``report.training`` says which rounds trained it.
+
+    A policy that chooses no logged action still gets a report, with ``report.no_overlap``
+    saying so: its figures are then no evidence, and a caller presenting them should refuse.
     """
     if train not in TRAIN_MODES:
         raise InvalidInput(f"train must be one of {', '.join(TRAIN_MODES)}, got {train!r}", field="train")
@@ -210,6 +254,7 @@ async def run_evaluation(
         raise _bad(policy, "name the model as model:<model_id> or pass model_id")
     if source is None and redis_client is None:
         raise InvalidInput("no source file and no Redis client: nothing to read rounds from", field="source")
+    _check_paths(source, export)
 
     notes: list[str] = []
     specs = _specs(models_dir, rules_dir)
@@ -234,7 +279,10 @@ async def run_evaluation(
 
     counts: JoinCounts | None = None
     if source is not None:
-        rounds = [r for r in read_rounds(source) if _in_window(r.ts, since_ms, until_ms)]
+        try:
+            rounds = [r for r in read_rounds(source) if _in_window(r.ts, since_ms, until_ms)]
+        except OSError as exc:
+            raise InvalidInput(f"log file {str(source)!r} could not be read: {exc.strerror or exc}", field="source") from None
         origin = str(source)
     else:
         reward_model = model_id or (arg if kind == "model" else None)
@@ -252,7 +300,10 @@ async def run_evaluation(
             notes.append(f"{logs.unreadable} unreadable stream entries skipped")
     if not rounds:
         raise InvalidInput(f"no usable logged rounds in {origin} for the window given", field="source")
-    exported = write_rounds(rounds, export) if export is not None else None
+    try:
+        exported = write_rounds(rounds, export) if export is not None else None
+    except OSError as exc:
+        raise InvalidInput(f"cannot export to {str(export)!r}: {exc.strerror or exc}", field="export") from None
     training: TrainingSplit | None = None
     if model_spec is not None:
         if served is None and train == "never":
@@ -270,7 +321,17 @@ async def run_evaluation(
         target = model_policy(served)
     assert target is not None
     estimates = evaluate_logs(rounds, target, clip=clip, n_boot=n_boot, seed=seed)
-    return EvaluationReport(policy, origin, tuple(estimates), summary(rounds), counts, exported, tuple(notes), training)
+    return EvaluationReport(
+        policy,
+        origin,
+        tuple(estimates),
+        summary(rounds),
+        counts,
+        exported,
+        tuple(notes),
+        training,
+        no_overlap=_no_overlap(policy, rounds, estimates),
+    )
 
 
 def _fmt(x: float) -> str:

@@ -18,7 +18,8 @@ decisions, ``w_i`` the (optionally clipped) weight of row ``i`` and ``k_d = Σ_{
 - IPS:   ``V = (1/D) Σ_d Σ_{i∈d} w_i r_i``
 - SNIPS: ``V = Σ_d Σ_{i∈d} w_i r_i / Σ_d n_d`` with ``n_d = Σ_{i∈d} w_i / k_d`` (``n_d = 1`` when
   ``k_d = 0``); ``E[n_d] = 1``, so with one row per decision and ``k_d = 1`` this is the textbook
-  ``Σ w r / Σ w``.
+  ``Σ w r / Σ w``. Undefined (NaN) when ``Σ_i w_i = 0``: no logged row is one the target would
+  choose, so the ratio is 0/0 however the ``k_d = 0`` decisions pad the denominator.
 - DR:    ``V = (1/D) Σ_d [ Σ_{a∈E_d} π(a|x_d) q(x_d, a) + Σ_{i∈d} w_i (r_i − q(x_d, a_i)) ]``
 - ESS:   ``(Σ_i w_i)² / Σ_i w_i²`` over rows.
 """
@@ -75,7 +76,8 @@ class Estimate:
     """One estimator's verdict, with what is needed to judge whether to believe it.
 
     ``ess`` far below ``n`` or a large ``clipped_share`` means few rows carry the estimate; the
-    interval then deserves more trust than the point value.
+    interval then deserves more trust than the point value. ``ess == 0`` means no row does: the
+    target never chooses a logged action, and no estimate is evidence about it.
     """
 
     estimator: str
@@ -400,6 +402,7 @@ def evaluate(
     if "snips" in estimators:
         wsum = np.bincount(log.decision, weights=wc, minlength=n_dec)
         positive = log.mass > 0
+        per_dec["wsum"] = wsum
         per_dec["den"] = np.where(positive, wsum / np.where(positive, log.mass, 1.0), 1.0)
     if "dr" in estimators:
         q = reward_model if reward_model is not None else fit_reward_model(log.rounds)
@@ -413,9 +416,12 @@ def evaluate(
         if "ips" in estimators:
             out["ips"] = take(per_dec["num"]).mean(axis=1)
         if "snips" in estimators:
+            # Weight on some row implies target mass on its decision, hence den > 0; without any,
+            # the k_d = 0 padding alone would turn 0/0 into a confident 0.
             den = take(per_dec["den"]).sum(axis=1)
+            weighted = take(per_dec["wsum"]).sum(axis=1) > 0
             with np.errstate(divide="ignore", invalid="ignore"):
-                out["snips"] = np.where(den > 0, take(per_dec["num"]).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
+                out["snips"] = np.where(weighted, take(per_dec["num"]).sum(axis=1) / np.where(weighted, den, 1.0), np.nan)
         if "dr" in estimators:
             out["dr"] = take(per_dec["dr"]).mean(axis=1)
         return out
@@ -478,7 +484,11 @@ def snips(
     alpha: float = 0.05,
     seed: int | np.random.Generator = 0,
 ) -> Estimate:
-    """Self-normalised IPS: slightly biased, but bounded by the reward range and far less noisy."""
+    """Self-normalised IPS: slightly biased, but bounded by the reward range and far less noisy.
+
+    NaN when every row's weight is 0 (the target never chooses a logged action): the log then
+    holds nothing to normalise by, and IPS's 0 with an ESS of 0 says the same thing less loudly.
+    """
     return evaluate(rounds, target, estimators=("snips",), clip=clip, n_boot=n_boot, alpha=alpha, seed=seed)[0]
 
 
