@@ -228,7 +228,7 @@ def evaluate(
 
 @app.command("simulate-learning")
 def simulate_learning(
-    decisions: Annotated[int, typer.Option(help="Decisions to run.")] = 20_000,
+    decisions: Annotated[int, typer.Option(min=1, help="Decisions to run.")] = 20_000,
     random_seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
 ) -> None:
     """Watch the engine learn: a synthetic population with known acceptance rates, through the real path."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
@@ -148,3 +149,26 @@ def test_simulate_compares_a_rule_set_with_its_baseline(tmp_path: Path) -> None:
     card = rows["credit_card_offer"]
     assert card["current"]["eligible_share"] == 0.0 and card["flag"] == "never"
     assert card["eligible_delta"] < 0, "fewer customers than under the baseline"
+
+
+def test_simulate_learning_reports_the_learned_policy_against_the_oracle_and_the_prior() -> None:
+    result = runner.invoke(app, ["simulate-learning", "--decisions", "400", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    run = re.search(r"accepted ([\d,]+) of 400 offers; model version (\d+)", text)
+    assert run is not None, text
+    assert 0 < int(run[1].replace(",", "")) < 400 and int(run[2]) >= 1, "offers were accepted and learned from"
+    figures = re.search(r"learned (\d\.\d{3}), oracle (\d\.\d{3}) \((\d+)% of oracle\), static prior (\d\.\d{3})", text)
+    assert figures is not None, text
+    learned, oracle, share, prior = float(figures[1]), float(figures[2]), int(figures[3]), float(figures[4])
+    assert 0 < learned <= oracle and 0 < prior <= oracle
+    assert abs(share - 100 * learned / oracle) <= 1
+    assert re.search(r"learned choice per segment: \{'family': '\w+'", text), text
+
+
+@pytest.mark.parametrize("decisions", ["0", "-5"])
+def test_simulate_learning_refuses_fewer_than_one_decision_naming_the_option(decisions: str) -> None:
+    result = runner.invoke(app, ["simulate-learning", "--decisions", decisions])
+    assert result.exit_code == 2
+    assert "--decisions" in result.output
+    assert "accepted" not in result.output
