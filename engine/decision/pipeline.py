@@ -13,7 +13,8 @@ within the arbitration limits, and reports each shown treatment's selection prob
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from engine.domain import ChosenTreatment, CustomerState, DecisionRequest, Verdi
 from engine.equity.value import CustomerValue, ValueModel
 from engine.learning.serving import ServedModel
 from engine.learning.spec import EpsilonGreedy, Greedy, ModelSpec, Softmax, Thompson
+from engine.rules.functions import LOOKBACK_PREFIX
 from engine.rules.ruleset import CompiledTreatment, RuleSet
 from engine.rules.vocabulary import EvalContext
 from engine.scoring.kernels import score_candidates
@@ -73,6 +75,25 @@ class DecisionPlan:
     value: CustomerValue | None = None
 
 
+def history_for_conditions(recent: list[dict[str, Any]], counters: Mapping[str, Sequence[int]]) -> list[dict[str, Any]]:
+    """The history `count` and `exists` read: the shared one, with the events of each type that a
+    look-back counter keeps (engine.rules.functions.lookback_counter) taken from that counter when
+    it holds at least as many. The shared history keeps the latest interactions of every type, so
+    once it misses an event of some type within the counter's window it holds none older, and
+    the counter holds more: the choice is exact wherever the counter has run for its window. A
+    counter that has not (new rules, or events from before it) holds fewer, and the shared
+    history, the better count then, stays."""
+    skip = len(LOOKBACK_PREFIX)
+    kept = {name[skip:]: stamps for name, stamps in counters.items() if name.startswith(LOOKBACK_PREFIX) and stamps}
+    if not kept:
+        return recent
+    seen = Counter(e.get("type") for e in recent)
+    taken = {t for t, stamps in kept.items() if len(stamps) >= seen.get(t, 0)}
+    if not taken:
+        return recent
+    return [*(e for e in recent if e.get("type") not in taken), *({"type": t, "ts": ts} for t in taken for ts in kept[t])]
+
+
 def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int, value: CustomerValue | None = None) -> EvalContext:
     return EvalContext(
         data={
@@ -84,7 +105,7 @@ def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int, va
         },
         now_ms=now_ms,
         last=state.last,
-        recent=state.recent,
+        recent=history_for_conditions(state.recent, state.counters),
         flags=state.flags,
         counters=state.counters,
         topics=state.topics,

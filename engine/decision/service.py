@@ -292,12 +292,10 @@ class DecisionService:
         now = self.clock.now_ms()
         degraded = False
         shown = rules.recent_shown(req.placement, req.recent)
+        history = rules.needs_history(req.channel, req.placement)
         try:
             state = await self.store.read_customer(
-                req.customer_id,
-                now,
-                with_recent=shown > 0 or rules.needs_history(req.channel, req.placement),
-                counters=rules.counters,
+                req.customer_id, now, with_recent=shown > 0 or history, counters=rules.counters_read(history)
             )
         except StoreUnavailable:
             # Answer from an empty state (fallbacks, unconditional offers) rather than leave a screen blank.
@@ -437,7 +435,7 @@ class DecisionService:
             if e.channel is not None and e.channel not in CHANNELS:
                 raise InvalidInput(f"unknown channel {quoted(e.channel)}", field=f"{prefix}channel")
             fx = effects_of(e, vocab, now, prefix, rules.equity)
-            triggers = effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels, now)
+            triggers = effects_of_event(e, fx.ts, rules.triggers_by_event, rules.timer_cancels, now, rules.lookbacks)
             effects.append(replace(fx, triggers=triggers) if triggers else fx)
         return effects
 

@@ -32,10 +32,12 @@ from engine.errors import EngineError, RuleProblem, SourcePos
 from engine.rules.explain import Explainer, Explanation, Planner
 from engine.rules.functions import (
     FUNCTIONS,
+    LOOKBACK_FUNCTIONS,
     FunctionSpec,
     Param,
     check_argument,
     function_names,
+    window_ms,
 )
 from engine.rules.semantics import HELPERS as _HELPERS
 from engine.rules.semantics import NUMBER_TYPES
@@ -78,6 +80,8 @@ class Condition:
     source: str
     names: frozenset[str]
     functions: frozenset[str]
+    lookbacks: frozenset[tuple[str, float | None]]
+    """What `count` and `exists` look back at: (event type, window ms or None for all time)."""
     _fn: Callable[[EvalContext], bool] = field(repr=False, compare=False)
     _explainer: Explainer = field(repr=False, compare=False)
 
@@ -209,6 +213,8 @@ class _Compiler:
         self.source_line = source_line
         self.names: set[str] = set()
         self.functions: set[str] = set()
+        self.lookbacks: set[tuple[str, float | None]] = set()
+        """(event type, window ms or None for all time) of every `count` and `exists` call."""
         self.globals: dict[str, Any] = dict(_HELPERS)
         self.temps = 0
         self.generated: dict[ast.AST, ast.expr] = {}
@@ -563,6 +569,8 @@ class _Compiler:
             values = [a.value for a in args if isinstance(a, ast.Constant)]
             options = {kw.arg: kw.value.value for kw in keywords if kw.arg and isinstance(kw.value, ast.Constant)}
             self.globals[impl_name] = spec.bind(*values, **options)
+            if name in LOOKBACK_FUNCTIONS and values:
+                self.lookbacks.add((str(values[0]), window_ms(options.get("days"), options.get("hours"))))
             return ast.Call(func=_load(impl_name), args=[_load("_ctx")], keywords=[])
         self.globals[impl_name] = spec.impl
         return ast.Call(func=_load(impl_name), args=[_load("_ctx"), *args], keywords=keywords)
@@ -806,6 +814,7 @@ def compile_condition(
         source=source,
         names=frozenset(compiler.names),
         functions=frozenset(compiler.functions),
+        lookbacks=frozenset(compiler.lookbacks),
         _fn=fn,
         _explainer=Planner(text, compiler.generated).build(source, tree.body, compiler.globals),
     )

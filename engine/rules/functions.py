@@ -150,6 +150,21 @@ def _newest_ts(ctx: EvalContext, event_type: str) -> int | float | None:
     return ts
 
 
+LOOKBACK_FUNCTIONS = frozenset({"count", "exists"})
+"""Functions that look back over events of one type; the rule set keeps a counter per type they name."""
+
+
+LOOKBACK_PREFIX = "@"
+
+
+def lookback_counter(event_type: str) -> str:
+    """The counter kept of every event of a type that `count` or `exists` names. The shared
+    interaction history holds the latest interactions of all types together, so a customer's
+    page views can push last week's email out of it; this one is per type, over the longest window
+    the rules look back at it. `@` cannot begin a trigger's counter name, so the two never meet."""
+    return LOOKBACK_PREFIX + event_type
+
+
 def window_ms(days: float | None, hours: float | None) -> float | None:
     """Both windows may be given; they add up (`days=1, hours=6` is 30 hours)."""
     if days is None and hours is None:

@@ -16,6 +16,7 @@ from engine.equity.config import EquityConfig
 from engine.equity.value import ValueModel
 from engine.errors import InvalidInput, quoted
 from engine.rules.conditions import Condition
+from engine.rules.functions import lookback_counter
 from engine.rules.schema import Arbitration, Experiments, FrequencyCapPolicy, SuppressionPolicy
 from engine.rules.triggers import CompiledTrigger
 from engine.rules.vocabulary import REQUEST_EVENT_FIELDS, Vocabulary, check_types
@@ -62,11 +63,15 @@ class CompiledTreatment:
 HISTORY_FUNCTIONS = frozenset({"count", "exists"})
 
 
-def _uses_history(t: CompiledTreatment) -> bool:
+def _conditions(t: CompiledTreatment) -> list[Condition]:
     conditions = [c for c, _ in t.context_weights]
     if t.eligibility is not None:
         conditions.append(t.eligibility)
-    return any(c.functions & HISTORY_FUNCTIONS for c in conditions)
+    return conditions
+
+
+def _uses_history(t: CompiledTreatment) -> bool:
+    return any(c.functions & HISTORY_FUNCTIONS for c in _conditions(t))
 
 
 @dataclass(slots=True)
@@ -156,6 +161,29 @@ class RuleSet:
     def counters(self) -> tuple[str, ...]:
         """Every counter a condition may read (their keys are read with the customer)."""
         return tuple(sorted(self.vocabulary.counters))
+
+    @cached_property
+    def lookbacks(self) -> Mapping[str, float | None]:
+        """Event type -> the longest window any `count` or `exists` looks back over it (None: all
+        time): the per-type counters kept of those events (engine.rules.functions.lookback_counter)."""
+        out: dict[str, float | None] = {}
+        for t in self.by_id.values():
+            for c in _conditions(t):
+                for event_type, window in c.lookbacks:
+                    if event_type not in out:
+                        out[event_type] = window
+                    elif out[event_type] is not None:
+                        out[event_type] = None if window is None else max(window, out[event_type] or 0)
+        return out
+
+    def counters_read(self, history: bool) -> tuple[str, ...]:
+        """The counters a decision reads: every trigger counter, and with the history (a placement
+        whose conditions look back) the per-type look-back counters."""
+        return self._counters_with_lookbacks if history else self.counters
+
+    @cached_property
+    def _counters_with_lookbacks(self) -> tuple[str, ...]:
+        return (*self.counters, *(lookback_counter(t) for t in sorted(self.lookbacks)))
 
     @cached_property
     def fallback(self) -> tuple[CompiledTreatment, ...]:

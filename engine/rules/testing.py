@@ -71,7 +71,8 @@ class _Replay:
             self.topics[f"{fx.voice[0]}:{fx.voice[1]}"] = fx.ts
         if fx.facts:
             self.facts = merge(self.facts, fx.facts)
-        self.apply(effects_of_event(event, fx.ts, self.rules.triggers_by_event, self.rules.timer_cancels))
+        rules = self.rules
+        self.apply(effects_of_event(event, fx.ts, rules.triggers_by_event, rules.timer_cancels, lookbacks=rules.lookbacks))
 
     def apply(self, fx: TriggerEffects) -> None:
         self.flags.update(fx.flags_set)

@@ -27,6 +27,7 @@ from typing import Any
 
 from engine.domain import Event
 from engine.rules.conditions import Condition
+from engine.rules.functions import lookback_counter
 from engine.rules.schema import Actions, Trigger
 from engine.rules.vocabulary import EvalContext
 
@@ -89,6 +90,11 @@ class TriggerEffects:
         )
 
 
+LOOKBACK_ALL_TIME_MS = 3650 * 86_400_000
+"""The window of a look-back counter that some `count(type)` reads without one: the counter keeps
+its newest entries (engine.state.redis_store.MAX_COUNTER_ENTRIES) for up to ten years."""
+
+
 def timer_id(trigger_id: str, customer_id: str) -> str:
     """One pending timer per trigger and customer: a later event restarts it, a cancel finds it."""
     return f"{trigger_id}{TIMER_SEPARATOR}{customer_id}"
@@ -140,11 +146,16 @@ def effects_of_event(
     by_event: Mapping[str, tuple[CompiledTrigger, ...]],
     cancels: Mapping[str, tuple[str, ...]],
     now_ms: int | None = None,
+    lookbacks: Mapping[str, float | None] | None = None,
 ) -> TriggerEffects:
-    """`now_ms` is the engine's time as it takes the event in (default: the event's own `ts`)."""
+    """`now_ms` is the engine's time as it takes the event in (default: the event's own `ts`).
+    `lookbacks` (RuleSet.lookbacks): event types that conditions look back at, counted per type."""
     out = TriggerEffects(now_ms=now_ms)
     for trigger_id in cancels.get(event.type, ()):
         out.timers_cancel.append(timer_id(trigger_id, event.customer_id))
+    if lookbacks and event.type in lookbacks:
+        window = lookbacks[event.type]
+        out.increments.append((lookback_counter(event.type), ts, int(window or LOOKBACK_ALL_TIME_MS), event.event_id))
     triggers = by_event.get(event.type, ())
     if not triggers:
         return out

@@ -441,3 +441,20 @@ def test_a_late_delay_whose_upgrade_has_lapsed_sends_no_push(channel: Channel, r
     backfill(channel, "alice", "flight_delayed", days_ago=0.5, delay_minutes=50)
     assert [m["treatment"] for m in outbound(redis_sync)] == ["apology_upgrade"], "still waiting in the app: told"
     assert "apology_upgrade" in channel.offered("alice", "mobile_app")
+
+
+def test_an_email_a_week_back_is_still_seen_after_a_hundred_page_views(channel: Channel) -> None:
+    """The shared history keeps the latest 100 interactions of every type; `exists('email_received',
+    days=7)` reads the per-type look-back counter the rules keep for it, so browsing cannot push the
+    email out of reach."""
+    channel.event("carla", "email_received", channel="email", subject="Refund for booking 7781?")
+    channel.clock.advance(hours=1)
+    views = [
+        {"event_id": f"pv-{i}", "customer_id": "carla", "type": "page_view", "attributes": {"page": "deals"}} for i in range(150)
+    ]
+    assert channel.http.post("/v1/events", json={"events": views}).status_code == 202
+    assert "email_received" not in [r["type"] for r in channel.view("carla")["recent"]], "gone from the shared history"
+    channel.event("carla", "call_started", channel="call_center")
+    assert channel.offered("carla", "call_center", placement="agent_prompt") == ["email_follow_up"]
+    channel.clock.advance(days=7, minutes=1)
+    assert channel.offered("carla", "call_center", placement="agent_prompt") != ["email_follow_up"], "a week on, it is past"
