@@ -26,6 +26,7 @@ from engine.state.scripts import (
     APPLY_FACTS,
     COUNT_OCCURRENCE,
     FIRE_TIMER,
+    INCREMENT,
     REMEMBER_TOPIC,
     SCHEDULE_TIMERS,
     SCRIPTS,
@@ -344,10 +345,7 @@ class RedisStore:
         for name, ts, window_ms, cause in fx.increments:
             key = keys.counter(cid, name)
             now = fx.now_ms if fx.now_ms is not None else ts
-            pipe.zadd(key, {f"{ts}:{cause}": ts})
-            pipe.zremrangebyscore(key, "-inf", f"({now - window_ms}")
-            pipe.zremrangebyrank(key, 0, -(MAX_COUNTER_ENTRIES + 1))
-            pipe.pexpire(key, window_ms)
+            pipe.eval(INCREMENT, 1, key, f"{ts}:{cause}", ts, now - window_ms, window_ms, MAX_COUNTER_ENTRIES)
         positions = []
         for watched in fx.thresholds:
             then = watched.then

@@ -221,6 +221,17 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
 
+# KEYS: a counter (sorted set of `<ts>:<cause>` by ts). ARGV: member, its time, the start of the
+# window (entries before it go), the window ms (the key lapses that long after its last entry),
+# most entries kept. One command rather than four: page views are counted by the thousand.
+INCREMENT = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[5]) + 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
 # A fired timer's writes to its customer, made only if the timer is still the customer's own:
 # its mark (KEYS[1], set with the timer, deleted by a cancel, overwritten by a restart) must
 # still name this due time (ARGV[1]), or name it as fired already (a retry after a worker died
