@@ -32,6 +32,12 @@ def profile(customer_id: str) -> str:
     return _c(customer_id) + ":profile"
 
 
+def profile_times(customer_id: str) -> str:
+    """Hash: profile field -> the `ts` of the event that set it, so a late event cannot overwrite a
+    newer value (fields set otherwise, by seeding or import, have none: any event replaces them)."""
+    return _c(customer_id) + ":ptimes"
+
+
 def cart(customer_id: str) -> str:
     return _c(customer_id) + ":cart"
 

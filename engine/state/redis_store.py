@@ -31,6 +31,7 @@ from engine.state.scripts import (
     SCHEDULE_TIMERS,
     SCRIPTS,
     SET_LAST,
+    SET_PROFILE,
     Scripts,
 )
 
@@ -283,7 +284,8 @@ class RedisStore:
             positions: list[int] = []
             entry = orjson.dumps(fx.interaction)
             if fx.profile_set:
-                pipe.hset(keys.profile(cid), mapping={k: orjson.dumps(v) for k, v in fx.profile_set.items()})
+                fields = [x for k, v in fx.profile_set.items() for x in (k, orjson.dumps(v))]
+                pipe.eval(SET_PROFILE, 2, keys.profile(cid), keys.profile_times(cid), fx.ts, *fields)
             if fx.cart_clear:
                 pipe.delete(keys.cart(cid))
             if fx.cart_remove:

@@ -232,6 +232,21 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
+# KEYS: the customer's profile, its field times. ARGV: the event's time, then field, value pairs.
+# Each field keeps the value of the newest event by its own time (equal times: the later arrival):
+# a nightly import of yesterday's profile must not undo what the customer changed this morning.
+SET_PROFILE = """
+local ts = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local at = tonumber(redis.call('HGET', KEYS[2], ARGV[i]))
+  if at == nil or at <= ts then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
+  end
+end
+return 1
+"""
+
 # A fired timer's writes to its customer, made only if the timer is still the customer's own:
 # its mark (KEYS[1], set with the timer, deleted by a cancel, overwritten by a restart) must
 # still name this due time (ARGV[1]), or name it as fired already (a retry after a worker died

@@ -458,3 +458,14 @@ def test_an_email_a_week_back_is_still_seen_after_a_hundred_page_views(channel: 
     assert channel.offered("carla", "call_center", placement="agent_prompt") == ["email_follow_up"]
     channel.clock.advance(days=7, minutes=1)
     assert channel.offered("carla", "call_center", placement="agent_prompt") != ["email_follow_up"], "a week on, it is past"
+
+
+def test_a_late_profile_update_does_not_undo_a_newer_one(channel: Channel) -> None:
+    channel.event("ben", "profile_update", tier="platinum")
+    backfill(channel, "ben", "profile_update", days_ago=1, tier="silver", home_airport="LHR")  # a nightly import
+    profile = channel.view("ben")["profile"]
+    assert profile["tier"] == "platinum", "the customer's own change this morning stands"
+    assert profile["home_airport"] == "LHR", "a field nothing newer set is taken"
+    channel.clock.advance(minutes=5)
+    channel.event("ben", "profile_update", tier="gold")
+    assert channel.view("ben")["profile"]["tier"] == "gold"
