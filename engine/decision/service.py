@@ -50,7 +50,7 @@ from engine.metrics import CounterChild, MetricsRegistry
 from engine.rules.loader import load_ruleset
 from engine.rules.registry import RuleRegistry
 from engine.rules.ruleset import RuleSet
-from engine.rules.triggers import TriggerEffects, effects_of_event, emits_of_crossing
+from engine.rules.triggers import effects_of_event, emits_of_crossing
 from engine.state import keys
 from engine.state.store import Store
 
@@ -190,16 +190,17 @@ class _Meters:
         self.seconds[d.channel].observe(seconds)
 
 
-def _crossings(applied: Sequence[EventEffects], counts: Sequence[tuple[int, ...]]) -> list[tuple[str, TriggerEffects]]:
-    """The messages of the thresholds these events brought their counters to, per customer."""
-    out: list[tuple[str, TriggerEffects]] = []
+def _crossings(applied: Sequence[EventEffects], counts: Sequence[tuple[int, ...]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """The messages of the thresholds these events brought their counters to: (customer, the
+    guard timer that would send them otherwise, messages)."""
+    out: list[tuple[str, str, list[dict[str, Any]]]] = []
     for fx, watched_counts in zip(applied, counts, strict=True):
         if not watched_counts:
             continue
         for watched, count in zip(fx.triggers.thresholds, watched_counts, strict=True):
             emits = emits_of_crossing(watched, count)
-            if emits:
-                out.append((fx.event.customer_id, TriggerEffects(emits=emits)))
+            if emits and watched.guard is not None:
+                out.append((fx.event.customer_id, watched.guard[0], emits))
     return out
 
 
@@ -399,22 +400,22 @@ class DecisionService:
         self._meters.events["duplicate"].inc(duplicates)
         return IngestResult(accepted=len(new), duplicates=duplicates, event_ids=tuple(e.event_id for e in events))
 
-    async def _send_crossings(self, crossings: list[tuple[str, TriggerEffects]]) -> None:
-        """Emit the messages of thresholds just reached. The events are written by now, so a
+    async def _send_crossings(self, crossings: list[tuple[str, str, list[dict[str, Any]]]]) -> None:
+        """Send the messages of thresholds just reached. The events are written by now, so a
         failure here must not hand their ids back (a retry would apply them twice); it is tried
-        again a few times, then logged and counted: the flags were set with the count, only the
-        message is lost."""
+        again a few times, then logged and counted. The messages are not lost: each crossing's
+        guard timer, marked with the count, sends them within seconds (CROSSING_GUARD_MS)."""
         for attempt in range(1, THRESHOLD_EMIT_ATTEMPTS + 1):
             if not crossings:
                 return
             try:
-                await self.store.apply_trigger_effects(crossings)
+                await self.store.send_crossings(crossings)
                 return
             except StoreUnavailable as exc:
                 self._meters.store_errors["record_events"].inc()
                 if attempt == THRESHOLD_EMIT_ATTEMPTS:
-                    ids = [m["id"] for _, fx in crossings for m in fx.emits]
-                    log.error("outbound messages of thresholds reached not emitted (%s): %s", exc, ", ".join(ids))
+                    ids = [m["id"] for _, _, messages in crossings for m in messages]
+                    log.warning("threshold messages left to their guard timers (%s): %s", exc, ", ".join(ids))
                     return
                 await asyncio.sleep(0.05 * attempt)
 

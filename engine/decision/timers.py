@@ -102,6 +102,10 @@ class TimerWorker:
         rules = self.rules.current
         marked, unmarked = [], []
         for timer_id, payload in live:
+            if payload.get("kind") == "crossing":  # a threshold's messages, if the count marked it reached
+                due = int(payload["due"])
+                marked.append((payload["customer_id"], timer_id, due, TriggerEffects(emits=payload["emits"], now_ms=due)))
+                continue
             trigger = rules.triggers_by_id.get(payload.get("trigger", ""))
             if trigger is None:
                 log.warning("timer %s: trigger %r is no longer in the rules; dropped", timer_id, payload.get("trigger"))

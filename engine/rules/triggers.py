@@ -57,6 +57,10 @@ class Threshold:
     window_ms: int
     cause: str
     then: TriggerEffects
+    guard: tuple[str, int] | None = None
+    """For a `then` that sends messages: the timer (id, due ms) that sends them should the engine
+    stop between counting and sending (engine.state.redis_store: the count marks it on the
+    crossing, the send cancels it)."""
 
 
 @dataclass(slots=True)
@@ -90,6 +94,9 @@ class TriggerEffects:
         )
 
 
+CROSSING_GUARD_MS = 10_000
+"""How long after a threshold is reached its messages wait, if the engine did not send them at
+once, before the timer worker sends them: far longer than the send takes, retries included."""
 LOOKBACK_ALL_TIME_MS = 3650 * 86_400_000
 """The window of a look-back counter that some `count(type)` reads without one: the counter keeps
 its newest entries (engine.state.redis_store.MAX_COUNTER_ENTRIES) for up to ten years."""
@@ -124,7 +131,11 @@ def _apply_actions(
             # Named after the crossing, so a retried event that crosses again emits the same id.
             crossing = f"{cause}#{inc.counter}@{inc.at}"
             _apply_actions(then, inc.then, trigger=trigger, customer_id=customer_id, ts=ts, cause=crossing, now_ms=now_ms)
-            out.thresholds.append(Threshold(trigger, inc.counter, inc.at, ts, inc.window.ms, cause, then))
+            guard = None
+            if then.emits:
+                due = (now_ms if now_ms is not None else ts) + CROSSING_GUARD_MS
+                guard = (f"{timer_id(trigger, customer_id)}#{crossing}", due)
+            out.thresholds.append(Threshold(trigger, inc.counter, inc.at, ts, inc.window.ms, cause, then, guard))
     if actions.emit is not None and not lapsed:
         emit = actions.emit
         out.emits.append(
@@ -187,6 +198,12 @@ def effects_of_timer(trigger: CompiledTrigger, customer_id: str, due_ms: int, no
         cause = f"timer@{due_ms}"
         _apply_actions(out, schedule.then, trigger=trigger.id, customer_id=customer_id, ts=due_ms, cause=cause, now_ms=now_ms)
     return out
+
+
+def crossing_payload(customer_id: str, watched: Threshold) -> dict[str, Any]:
+    """The stored timer of a threshold's messages: fired only if the count marked the crossing."""
+    assert watched.guard is not None
+    return {"kind": "crossing", "customer_id": customer_id, "due": watched.guard[1], "emits": watched.then.emits, "marked": True}
 
 
 def emits_of_crossing(watched: Threshold, count: int) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError, RedisError
 from engine.domain import CustomerState, EventEffects, Feedback, StoredDecision
 from engine.equity.facts import SET_IF_GREATER, SET_IF_SMALLER
 from engine.errors import StoreUnavailable
-from engine.rules.triggers import TriggerEffects
+from engine.rules.triggers import TriggerEffects, crossing_payload
 from engine.state import keys
 from engine.state.multiplex import Multiplexer
 from engine.state.scripts import (
@@ -352,13 +352,22 @@ class RedisStore:
         for watched in fx.thresholds:
             then = watched.then
             flag, expiry = next(iter(then.flags_set.items()), ("", 0))
-            positions.append(len(pipe))
             member = f"{watched.ts}:{watched.cause}"
             now = fx.now_ms if fx.now_ms is not None else watched.ts
-            counter_keys = (keys.counter(cid, watched.counter), keys.flags(cid))
+            counter_keys = [keys.counter(cid, watched.counter), keys.flags(cid)]
+            mark: tuple[Any, int] = ("", 0)
+            if watched.guard is not None:
+                # The timer first, the mark (only if this occurrence reaches `at`) with the count:
+                # a mark never stands without the timer that reads it.
+                guard, due = watched.guard
+                timer = (1, guard, due, orjson.dumps(crossing_payload(cid, watched)))
+                pipe.eval(SCHEDULE_TIMERS, 3, *_timer_keys(keys.timer_shard(cid)), *timer)
+                counter_keys.append(keys.timer_mark(cid, guard))
+                mark = (due, max(due - now, 0) + TIMER_MARK_GRACE_MS)
+            positions.append(len(pipe))
             limits = (watched.window_ms, MAX_COUNTER_ENTRIES, watched.at)
-            args = (member, watched.ts, now, *limits, flag, expiry, *then.flags_clear)
-            pipe.eval(COUNT_OCCURRENCE, 2, *counter_keys, *args)
+            args = (member, watched.ts, now, *limits, flag, expiry, *mark, *then.flags_clear)
+            pipe.eval(COUNT_OCCURRENCE, len(counter_keys), *counter_keys, *args)
         if fx.timers_set or fx.timers_cancel:
             # A script, so that a worker holding a claim on one of these timers sees the change
             # whole (see engine.decision.timers); EVAL, as for value facts in apply_events.
@@ -377,6 +386,19 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for cid, fx in effects:
             self._queue_triggers(pipe, cid, fx)
+        await self._execute(pipe)
+
+    async def send_crossings(self, crossings: Sequence[tuple[str, str, list[dict[str, Any]]]]) -> None:
+        """The messages of thresholds just reached, each `(customer, guard timer id, messages)`, in
+        one round trip: the messages, then the guard timers' marks and the timers themselves,
+        which would otherwise send them again (see engine.rules.triggers.Threshold.guard)."""
+        pipe = self.client.pipeline(transaction=False)
+        for _, _, messages in crossings:
+            for message in messages:
+                pipe.xadd(keys.STREAM_OUTBOUND, {"m": orjson.dumps(message)}, maxlen=self.stream_maxlen, approximate=True)
+        for cid, guard, _ in crossings:
+            pipe.delete(keys.timer_mark(cid, guard))
+            pipe.eval(SCHEDULE_TIMERS, 3, *_timer_keys(keys.timer_shard(cid)), 0, guard)
         await self._execute(pipe)
 
     async def fire_timers(self, timers: Sequence[tuple[str, str, int, TriggerEffects]]) -> list[bool]:

@@ -186,8 +186,11 @@ return 1
 """
 
 # An occurrence counted against a threshold. KEYS: the counter (sorted set of `<ts>:<cause>`), the
-# customer's flags (one customer: one slot). ARGV: member, its time, the engine's time now,
-# window ms, most entries kept, at, flag to set ('' for none), its expiry, flags to clear...
+# customer's flags (one customer: one slot), and, when `then` sends messages, the mark of the
+# timer that sends them should the engine stop before it does (set here on the crossing, so the
+# timer sends only what was reached). ARGV: member, its time, the engine's time now, window ms,
+# most entries kept, at, flag to set ('' for none), its expiry, the mark's value and lifetime ms
+# ('' and 0 for none), flags to clear...
 # Returns the count within the window of now after this occurrence, or 0 for an occurrence from
 # before that window (it completes nothing). Counting and acting happen in one script, so of
 # concurrent events exactly one sees the count reach `at`, and `then`'s flags change with it or
@@ -203,7 +206,8 @@ if ts < since then return 0 end
 local n = redis.call('ZCARD', KEYS[1])
 if n == tonumber(ARGV[6]) then
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], ARGV[7], ARGV[8]) end
-  for i = 9, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+  if ARGV[9] ~= '' then redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[10]) end
+  for i = 11, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
 end
 return n
 """

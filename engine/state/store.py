@@ -35,8 +35,9 @@ class Store(Protocol):
         """Apply events in one round trip; per event, the counts of the counters its triggers watch."""
         ...
 
-    async def apply_trigger_effects(self, effects: Sequence[tuple[str, Any]]) -> None:
-        """Trigger effects (engine.rules.triggers.TriggerEffects) per customer, in one round trip."""
+    async def send_crossings(self, crossings: Sequence[tuple[str, str, list[dict[str, Any]]]]) -> None:
+        """The messages of thresholds reached, each (customer, guard timer id, messages), and the
+        guard timers cancelled, in one round trip."""
         ...
 
     async def claim_feedback(self, feedback_id: str, decision_id: str) -> tuple[StoredDecision | None, bool]:

@@ -373,16 +373,16 @@ def test_a_threshold_message_that_fails_to_send_is_sent_again_without_applying_t
     channel: Channel, redis_sync: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = channel.http.app.state.engine.store  # type: ignore[attr-defined]
-    real = store.apply_trigger_effects
+    real = store.send_crossings
     failures = iter([StoreUnavailable("state store error: a moment's outage")])
 
-    async def flaky(effects: object) -> None:
+    async def flaky(crossings: object) -> None:
         failure = next(failures, None)
         if failure is not None:
             raise failure
-        await real(effects)
+        await real(crossings)
 
-    monkeypatch.setattr(store, "apply_trigger_effects", flaky)
+    monkeypatch.setattr(store, "send_crossings", flaky)
     for _ in range(3):
         channel.event("dev", "complaint", channel="social", topic="lounge")
     assert [m["trigger"] for m in outbound(redis_sync)] == ["repeated_complaints"]
@@ -397,15 +397,34 @@ def test_a_threshold_message_that_cannot_be_sent_keeps_the_event_and_its_flag(
 ) -> None:
     store = channel.http.app.state.engine.store  # type: ignore[attr-defined]
 
-    async def down(effects: object) -> None:
+    async def down(crossings: object) -> None:
         raise StoreUnavailable("state store error: down")
 
-    monkeypatch.setattr(store, "apply_trigger_effects", down)
+    monkeypatch.setattr(store, "send_crossings", down)
     for _ in range(3):
         channel.event("dev", "complaint", channel="social", topic="lounge")  # 202 every time
     assert outbound(redis_sync) == []
     assert redis_sync.hget(keys.flags("dev"), "repeat_complainer") is not None, "set with the count, in Redis"
     assert [e["type"] for e in channel.view("dev")["recent"]].count("complaint") == 3, "every complaint kept, once"
+    # As if the engine had stopped there: the crossing's guard timer sends the message instead.
+    assert channel.fire_timers() == 0, "not before its time"
+    channel.clock.advance(seconds=11)
+    channel.fire_timers()
+    [mail] = outbound(redis_sync)
+    assert (mail["trigger"], mail["channel"]) == ("repeated_complaints", "email")
+    channel.clock.advance(seconds=11)
+    channel.fire_timers()
+    assert len(outbound(redis_sync)) == 1, "sent once"
+
+
+def test_a_threshold_message_sent_at_once_is_not_sent_again_by_its_guard_timer(channel: Channel, redis_sync: Redis) -> None:
+    for _ in range(4):
+        channel.event("dev", "complaint", channel="social", topic="lounge")
+    channel.clock.advance(seconds=11)
+    channel.fire_timers()
+    assert [m["trigger"] for m in outbound(redis_sync)] == ["repeated_complaints"]
+    shard = keys.timer_shard("dev")
+    assert redis_sync.zcard(keys.timer_due(shard)) == redis_sync.hlen(keys.timer_data(shard)) == 0, "every guard done with"
 
 
 def backfill(channel: Channel, customer_id: str, type_: str, *, days_ago: float, **attributes: Any) -> None:
