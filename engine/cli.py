@@ -315,6 +315,7 @@ def simulate(
 
     from engine.clock import SystemClock
     from engine.rules.loader import load_ruleset
+    from engine.rules.ruleset import merged_lookbacks
     from engine.simulation.customers import load_customers, synthetic_customers
     from engine.simulation.rules import planned_work, progress_bar, render
     from engine.simulation.rules import simulate as run_simulation
@@ -330,12 +331,15 @@ def simulate(
     now = SystemClock().now_ms()
     if from_redis:
         settings = _settings()
-        counters = sorted({*ruleset.counters, *(base.counters if base else ())})
+        counters = sorted({*ruleset.counters_read(True), *(base.counters_read(True) if base else ())})
+        lookbacks = merged_lookbacks(ruleset, base)
 
         async def read() -> Any:
             client, embedded = open_redis(settings)
             try:
-                return await load_customers(client, now_ms=now, recent_limit=settings.recent_limit, counters=counters)
+                return await load_customers(
+                    client, now_ms=now, recent_limit=settings.recent_limit, counters=counters, lookbacks=lookbacks
+                )
             finally:
                 await client.aclose()
                 if embedded is not None:

@@ -13,7 +13,6 @@ within the arbitration limits, and reports each shown treatment's selection prob
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from engine.domain import ChosenTreatment, CustomerState, DecisionRequest, Verdi
 from engine.equity.value import CustomerValue, ValueModel
 from engine.learning.serving import ServedModel
 from engine.learning.spec import EpsilonGreedy, Greedy, ModelSpec, Softmax, Thompson
-from engine.rules.functions import LOOKBACK_PREFIX
+from engine.rules.functions import lookback_counter
 from engine.rules.ruleset import CompiledTreatment, RuleSet
 from engine.rules.vocabulary import EvalContext
 from engine.scoring.kernels import score_candidates
@@ -75,26 +74,54 @@ class DecisionPlan:
     value: CustomerValue | None = None
 
 
-def history_for_conditions(recent: list[dict[str, Any]], counters: Mapping[str, Sequence[int]]) -> list[dict[str, Any]]:
-    """The history `count` and `exists` read: the shared one, with the events of each type that a
-    look-back counter keeps (engine.rules.functions.lookback_counter) taken from that counter when
-    it holds at least as many. The shared history keeps the latest interactions of every type, so
-    once it misses an event of some type within the counter's window it holds none older, and
-    the counter holds more: the choice is exact wherever the counter has run for its window. A
-    counter that has not (new rules, or events from before it) holds fewer, and the shared
-    history, the better count then, stays."""
-    skip = len(LOOKBACK_PREFIX)
-    kept = {name[skip:]: stamps for name, stamps in counters.items() if name.startswith(LOOKBACK_PREFIX) and stamps}
-    if not kept:
-        return recent
-    seen = Counter(e.get("type") for e in recent)
-    taken = {t for t, stamps in kept.items() if len(stamps) >= seen.get(t, 0)}
+def history_for_conditions(
+    recent: list[dict[str, Any]],
+    counters: Mapping[str, Sequence[int]],
+    lookbacks: Mapping[str, float | None],
+    now_ms: int,
+) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    """What `count` and `exists` read: the shared history, less the types whose look-back counter
+    (engine.rules.functions.lookback_counter) is read instead, and those counters' times.
+
+    A type's counter is read when, within its window (`lookbacks`: the longest any rule looks
+    back), it holds at least as many events as the shared history: a counter that has run for its
+    window holds every event of its type there, the shared history at most as many, so the choice
+    is exact then, backfilled events or not. One that has not (new rules, events from before it)
+    may hold fewer, and the shared history, the better count then, stays."""
+    if not lookbacks or not counters:
+        return recent, {}
+    taken: dict[str, list[int]] = {}
+    for event_type, window in lookbacks.items():
+        stamps = counters.get(lookback_counter(event_type))
+        if not stamps:
+            continue
+        since = now_ms - window if window is not None else None
+        held = list(stamps) if since is None else [ts for ts in stamps if ts >= since]
+        shared = 0
+        for e in recent:
+            if e.get("type") == event_type and (since is None or _ts_of(e) >= since):
+                shared += 1
+        if len(held) >= shared:
+            taken[event_type] = held
     if not taken:
-        return recent
-    return [*(e for e in recent if e.get("type") not in taken), *({"type": t, "ts": ts} for t in taken for ts in kept[t])]
+        return recent, {}
+    return [e for e in recent if e.get("type") not in taken], taken
 
 
-def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int, value: CustomerValue | None = None) -> EvalContext:
+def _ts_of(entry: Mapping[str, Any]) -> float:
+    ts = entry.get("ts")
+    return ts if isinstance(ts, int | float) else float("-inf")
+
+
+def eval_context(
+    state: CustomerState,
+    request: DecisionRequest,
+    now_ms: int,
+    value: CustomerValue | None = None,
+    lookbacks: Mapping[str, float | None] | None = None,
+) -> EvalContext:
+    """`lookbacks`: the rule set's (RuleSet.lookbacks), for its look-back counters to be read."""
+    recent, lookback = history_for_conditions(state.recent, state.counters, lookbacks or {}, now_ms)
     return EvalContext(
         data={
             "customer": state.profile,
@@ -105,10 +132,11 @@ def eval_context(state: CustomerState, request: DecisionRequest, now_ms: int, va
         },
         now_ms=now_ms,
         last=state.last,
-        recent=history_for_conditions(state.recent, state.counters),
+        recent=recent,
         flags=state.flags,
         counters=state.counters,
         topics=state.topics,
+        lookback=lookback,
     )
 
 
@@ -233,7 +261,7 @@ def decide(
     is the no-treatment holdout: the customer's value is still worked out and logged."""
     values = values if values is not None else rules.value_model
     value = values.evaluate(state.facts, now_ms)
-    ctx = eval_context(state, request, now_ms, value)
+    ctx = eval_context(state, request, now_ms, value, rules.lookbacks)
     suppressed = rules.active_suppressions(state.last, now_ms)
     explain = request.explain
     verdicts: list[Verdict] = []

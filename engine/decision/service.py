@@ -386,7 +386,7 @@ class DecisionService:
             claimed = [k for k, is_new in zip(ids, fresh, strict=True) if is_new]
             if new:
                 try:
-                    counts = await self.store.apply_events(new)
+                    counts = await self.store.apply_events(new, now)
                 except Exception:
                     # Whatever failed, the client's retry must not be taken for a duplicate.
                     await self.store.release_events(claimed)

@@ -406,6 +406,11 @@ class CaseChecker:
 
     def request(self, request: CaseRequest) -> None:
         self.fields(request.context, "context", ("request", "context"))
+        try:
+            self.rules.check_event(request.event)  # as a served decision checks it
+        except InvalidInput as exc:
+            path = (exc.field or "event").split(".")
+            self.add(("request", *path), exc.message)
         placement = request.placement
         if placement is not None:
             known = {p for t in self.rules.treatments for p in t.placements} | set(self.rules.arbitration.placements)

@@ -196,6 +196,9 @@ def _bind_count(event_type: str, days: float | None = None, hours: float | None 
     if window is None:
 
         def count_all(ctx: EvalContext) -> int:
+            stamps = ctx.lookback.get(event_type)
+            if stamps is not None:
+                return len(stamps)
             n = 0
             for ev in ctx.recent:
                 if ev.get("type") == event_type:
@@ -206,6 +209,9 @@ def _bind_count(event_type: str, days: float | None = None, hours: float | None 
 
     def count_window(ctx: EvalContext) -> int:
         cutoff = ctx.now_ms - window
+        stamps = ctx.lookback.get(event_type)
+        if stamps is not None:
+            return sum(1 for ts in stamps if ts >= cutoff)
         n = 0
         for ev in ctx.recent:
             if ev.get("type") == event_type:
@@ -228,12 +234,17 @@ def _bind_exists(event_type: str, days: float | None = None, hours: float | None
     if window is None:
 
         def exists_any(ctx: EvalContext) -> bool:
+            if event_type in ctx.lookback:
+                return bool(ctx.lookback[event_type])
             return any(ev.get("type") == event_type for ev in ctx.recent)
 
         return exists_any
 
     def exists_window(ctx: EvalContext) -> bool:
         cutoff = ctx.now_ms - window
+        stamps = ctx.lookback.get(event_type)
+        if stamps is not None:
+            return any(ts >= cutoff for ts in stamps)
         for ev in ctx.recent:
             if ev.get("type") == event_type:
                 try:

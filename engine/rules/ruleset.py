@@ -7,7 +7,7 @@ path only looks things up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -68,6 +68,22 @@ def _conditions(t: CompiledTreatment) -> list[Condition]:
     if t.eligibility is not None:
         conditions.append(t.eligibility)
     return conditions
+
+
+def longest_lookbacks(looks: Iterable[tuple[str, float | None]]) -> dict[str, float | None]:
+    """Event type -> the longest of its windows (None, all time, is longest)."""
+    out: dict[str, float | None] = {}
+    for event_type, window in looks:
+        if event_type not in out:
+            out[event_type] = window
+        elif out[event_type] is not None:
+            out[event_type] = None if window is None else max(window, out[event_type] or 0)
+    return out
+
+
+def merged_lookbacks(*rule_sets: RuleSet | None) -> dict[str, float | None]:
+    """The look-backs of several rule sets at once (a simulation compares two over one read)."""
+    return longest_lookbacks(look for r in rule_sets if r is not None for look in r.lookbacks.items())
 
 
 def _uses_history(t: CompiledTreatment) -> bool:
@@ -166,15 +182,7 @@ class RuleSet:
     def lookbacks(self) -> Mapping[str, float | None]:
         """Event type -> the longest window any `count` or `exists` looks back over it (None: all
         time): the per-type counters kept of those events (engine.rules.functions.lookback_counter)."""
-        out: dict[str, float | None] = {}
-        for t in self.by_id.values():
-            for c in _conditions(t):
-                for event_type, window in c.lookbacks:
-                    if event_type not in out:
-                        out[event_type] = window
-                    elif out[event_type] is not None:
-                        out[event_type] = None if window is None else max(window, out[event_type] or 0)
-        return out
+        return longest_lookbacks(look for t in self.by_id.values() for c in _conditions(t) for look in c.lookbacks)
 
     def counters_read(self, history: bool) -> tuple[str, ...]:
         """The counters a decision reads: every trigger counter, and with the history (a placement

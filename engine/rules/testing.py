@@ -374,7 +374,7 @@ class CoverageTally:
 
     def evaluate(self, rules: RuleSet, state: CustomerState, request: DecisionRequest, now_ms: int) -> None:
         value = rules.value_model.evaluate(state.facts, now_ms)
-        ctx = eval_context(state, request, now_ms, value)
+        ctx = eval_context(state, request, now_ms, value, rules.lookbacks)
         for t in rules.candidates(request.channel, request.placement):
             if t.eligibility is not None:
                 counts = self.seen.setdefault(t.id, [0, 0])

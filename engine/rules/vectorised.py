@@ -165,6 +165,8 @@ class _Collector:
             event_type = ev.get("type")
             if isinstance(event_type, str):
                 self.series[recent_ts_column(event_type)].setdefault(i, []).append(_recent_stamp(ev.get("ts")))
+        for event_type, stamps in ctx.lookback.items():  # `recent` holds none of these types then
+            self.series[recent_ts_column(event_type)][i] = [_recent_stamp(ts) for ts in stamps]
         for name, expires in ctx.flags.items():
             if expires is not None:
                 stamp = _stamp(expires)

@@ -246,5 +246,8 @@ class EvalContext:
     """Flag name -> the time (ms) it expires; set by triggers."""
     counters: Mapping[str, Sequence[int]] = field(default_factory=dict)
     """Counter name -> the times (ms) it was incremented, within its window."""
+    lookback: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    """Event type -> the times of its events, from its look-back counter, for the types where
+    that counter is read instead of the shared history (`recent` then holds none of them)."""
     topics: Mapping[str, int] = field(default_factory=dict)
     """`liked|disliked|ideas:<topic>` -> when the customer last said so."""

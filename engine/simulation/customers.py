@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.clock import MS_PER_DAY, MS_PER_HOUR
+from engine.decision.pipeline import history_for_conditions
 from engine.domain import CustomerState
 from engine.equity.facts import N_FACTS, facts_row
 from engine.rules.ruleset import RuleSet
@@ -55,6 +56,9 @@ class CustomerBatch:
     inexact: np.ndarray
     """bool[n]: rows the columns cannot represent exactly; conditions ask their state instead."""
     _state: Callable[[int], CustomerState] = field(repr=False)
+    lookbacks: Mapping[str, float | None] = field(default_factory=dict)
+    """The look-backs the history columns were built for (engine.decision.pipeline.history_for_conditions);
+    a condition asking a row's state reads it the same way."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -64,19 +68,32 @@ class CustomerBatch:
         return self._state(row)
 
 
-def _context(state: CustomerState) -> EvalContext:
+def _context(state: CustomerState, lookbacks: Mapping[str, float | None], now_ms: int) -> EvalContext:
     """What conditions read of a stored customer (the request adds `context`, the rule set `value`)."""
     data = {"customer": state.profile, "cart": state.cart_summary()}
+    recent, lookback = history_for_conditions(state.recent, state.counters, lookbacks, now_ms)
     return EvalContext(
-        data, 0, last=state.last, recent=state.recent, flags=state.flags, counters=state.counters, topics=state.topics
+        data,
+        0,
+        last=state.last,
+        recent=recent,
+        flags=state.flags,
+        counters=state.counters,
+        topics=state.topics,
+        lookback=lookback,
     )
 
 
-def batch_from_states(states: Sequence[CustomerState]) -> CustomerBatch:
-    columns, inexact = columns_from_contexts([_context(s) for s in states])
+def batch_from_states(
+    states: Sequence[CustomerState], lookbacks: Mapping[str, float | None] | None = None, now_ms: int = 0
+) -> CustomerBatch:
+    """`lookbacks` (the simulated rule sets' look-backs, merged) and `now_ms` choose, per customer,
+    the history `count` and `exists` read, as a decision at `now_ms` would."""
+    lookbacks = dict(lookbacks or {})
+    columns, inexact = columns_from_contexts([_context(s, lookbacks, now_ms) for s in states])
     facts = np.array([facts_row(s.facts) for s in states], dtype=np.float64).reshape(len(states), N_FACTS)
     ids = np.fromiter((s.customer_id for s in states), dtype=object, count=len(states))
-    return CustomerBatch(ids, columns, facts, inexact, list(states).__getitem__)
+    return CustomerBatch(ids, columns, facts, inexact, list(states).__getitem__, lookbacks)
 
 
 async def load_customers(
@@ -85,6 +102,7 @@ async def load_customers(
     now_ms: int,
     recent_limit: int,
     counters: Sequence[str] = (),
+    lookbacks: Mapping[str, float | None] | None = None,
     limit: int | None = None,
     chunk: int = 1_000,
     progress: Callable[[int], None] | None = None,
@@ -98,7 +116,7 @@ async def load_customers(
         states.extend(part)
         if progress is not None:
             progress(len(part))
-    return batch_from_states(states)
+    return batch_from_states(states, lookbacks, now_ms)
 
 
 # --- synthetic customers -----------------------------------------------------------------------

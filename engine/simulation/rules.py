@@ -223,7 +223,7 @@ def _eligibility(rules: RuleSet, batch: CustomerBatch, request: DecisionRequest,
 
     def context_of(row: int) -> EvalContext:
         state = batch.state(row)
-        return eval_context(state, request, now_ms, values.evaluate(state.facts, now_ms))
+        return eval_context(state, request, now_ms, values.evaluate(state.facts, now_ms), batch.lookbacks)
 
     columns = {**batch.columns, **value_columns(values, batch.facts, now_ms), **context_columns(request.context, n)}
     frame = Frame(n, columns, now_ms, context_of, batch.inexact)

@@ -272,12 +272,13 @@ class RedisStore:
                 async with self._guard():
                     await self.client.delete(*(keys.event_seen(cid, eid) for cid, eid in ids))
 
-    async def apply_events(self, effects: Sequence[EventEffects]) -> list[tuple[int, ...]]:
+    async def apply_events(self, effects: Sequence[EventEffects], now_ms: int | None = None) -> list[tuple[int, ...]]:
         """Apply events in one round trip. Returns, per event, the counts of the counters its
         triggers watch (engine.rules.triggers.Threshold), each taken just after its occurrence
         was added (the flags of a threshold reached are already set), for the caller to send
         the messages of the thresholds reached."""
         pipe = self.client.pipeline(transaction=False)
+        now = "" if now_ms is None else now_ms
         watched: list[list[int]] = []
         for fx in effects:
             cid = fx.event.customer_id
@@ -285,7 +286,7 @@ class RedisStore:
             entry = orjson.dumps(fx.interaction)
             if fx.profile_set:
                 fields = [x for k, v in fx.profile_set.items() for x in (k, orjson.dumps(v))]
-                pipe.eval(SET_PROFILE, 2, keys.profile(cid), keys.profile_times(cid), fx.ts, *fields)
+                pipe.eval(SET_PROFILE, 2, keys.profile(cid), keys.profile_times(cid), fx.ts, now, *fields)
             if fx.cart_clear:
                 pipe.delete(keys.cart(cid))
             if fx.cart_remove:
@@ -295,7 +296,8 @@ class RedisStore:
                 details = {k: v for k, v in line.items() if k != "qty"}
                 pipe.hset(keys.cart(cid), f"i:{sku}", orjson.dumps(details))
                 pipe.hincrby(keys.cart(cid), f"q:{sku}", int(line.get("qty", 1)))
-            pipe.eval(SET_LAST, 1, keys.last(cid), fx.event.type, fx.ts, orjson.dumps({"ts": fx.ts, **fx.event.attributes}))
+            last = orjson.dumps({"ts": fx.ts, **fx.event.attributes})
+            pipe.eval(SET_LAST, 1, keys.last(cid), fx.event.type, fx.ts, last, now)
             pipe.lpush(keys.recent(cid), entry)
             pipe.ltrim(keys.recent(cid), 0, self.recent_limit - 1)
             pipe.xadd(keys.STREAM_EVENTS, {"customer_id": cid, "e": entry}, maxlen=self.stream_maxlen, approximate=True)

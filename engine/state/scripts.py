@@ -213,13 +213,16 @@ return n
 """
 
 # KEYS: the customer's `last` hash. ARGV: event type, the event's time, its entry (JSON with
-# `ts`). Keeps the newest event of each type by its own time, not by arrival: a backfilled
-# complaint from last month must not replace yesterday's, which a 7-day suppression counts from.
+# `ts`), the engine's time now ('' for none). Keeps the newest event of each type by its own time,
+# not by arrival: a backfilled complaint from last month must not replace yesterday's, which a
+# 7-day suppression counts from. An entry dated after now (a clock or unit mistake) is no newer
+# than now, so it does not stand against every real event for years.
 SET_LAST = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
   local ok, old = pcall(cjson.decode, cur)
-  if ok and type(old) == 'table' and tonumber(old.ts) and tonumber(old.ts) > tonumber(ARGV[2]) then return 0 end
+  local at, now = ok and type(old) == 'table' and tonumber(old.ts), tonumber(ARGV[4])
+  if at and at > tonumber(ARGV[2]) and (now == nil or at <= now) then return 0 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
@@ -236,14 +239,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
-# KEYS: the customer's profile, its field times. ARGV: the event's time, then field, value pairs.
-# Each field keeps the value of the newest event by its own time (equal times: the later arrival):
-# a nightly import of yesterday's profile must not undo what the customer changed this morning.
+# KEYS: the customer's profile, its field times. ARGV: the event's time, the engine's time now
+# ('' for none), then field, value pairs. Each field keeps the value of the newest event by its own
+# time (equal times: the later arrival): a nightly import of yesterday's profile must not undo what
+# the customer changed this morning. A time after now counts as now, as in SET_LAST.
 SET_PROFILE = """
-local ts = tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
+local ts, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
   local at = tonumber(redis.call('HGET', KEYS[2], ARGV[i]))
-  if at == nil or at <= ts then
+  if at == nil or at <= ts or (now ~= nil and at > now) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
   end

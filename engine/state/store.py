@@ -31,7 +31,7 @@ class Store(Protocol):
 
     async def release_events(self, keys: Sequence[tuple[str, str]]) -> None: ...
 
-    async def apply_events(self, effects: Sequence[Any]) -> list[tuple[int, ...]]:
+    async def apply_events(self, effects: Sequence[Any], now_ms: int | None = None) -> list[tuple[int, ...]]:
         """Apply events in one round trip; per event, the counts of the counters its triggers watch."""
         ...
 

@@ -473,6 +473,8 @@ def test_an_email_a_week_back_is_still_seen_after_a_hundred_page_views(channel: 
     ]
     assert channel.http.post("/v1/events", json={"events": views}).status_code == 202
     assert "email_received" not in [r["type"] for r in channel.view("carla")["recent"]], "gone from the shared history"
+    backfill(channel, "carla", "email_received", days_ago=20)  # old emails sent late do not hide the recent one
+    backfill(channel, "carla", "email_received", days_ago=30)
     channel.event("carla", "call_started", channel="call_center")
     assert channel.offered("carla", "call_center", placement="agent_prompt") == ["email_follow_up"]
     channel.clock.advance(days=7, minutes=1)
@@ -488,3 +490,15 @@ def test_a_late_profile_update_does_not_undo_a_newer_one(channel: Channel) -> No
     channel.clock.advance(minutes=5)
     channel.event("ben", "profile_update", tier="gold")
     assert channel.view("ben")["profile"]["tier"] == "gold"
+
+
+def test_an_event_dated_in_the_future_does_not_stand_against_real_ones(channel: Channel) -> None:
+    """A clock or unit mistake at a source: ten years ahead. The next real event replaces it."""
+    backfill(channel, "dev", "complaint", days_ago=-3650, topic="typo")
+    backfill(channel, "dev", "profile_update", days_ago=-3650, tier="bronze")
+    channel.clock.advance(days=1)
+    channel.event("dev", "complaint", channel="social", topic="lounge")
+    channel.event("dev", "profile_update", tier="gold")
+    assert channel.view("dev")["profile"]["tier"] == "gold"
+    channel.clock.advance(days=7, minutes=1)
+    assert channel.view("dev")["suppressions"] == [], "the cooldown counts from the real complaint, a week ago"

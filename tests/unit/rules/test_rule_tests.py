@@ -376,3 +376,23 @@ def test_the_documented_example_file_passes_against_the_example_rules(tmp_path: 
     write(tmp_path, "example_test.yaml", example)
     report = run_rule_tests(tmp_path)
     assert report.passed and len(report.cases) == 1, shown(report)
+
+
+def test_a_case_whose_request_event_a_served_decision_would_refuse_is_refused(world: Path) -> None:
+    path = write(
+        world,
+        "event_test.yaml",
+        """
+        cases:
+          - name: delay as text
+            request: {channel: mobile_app, event: {type: flight_delayed, delay_minutes: "50"}}
+            expect: {chosen: [apology_upgrade]}
+          - name: misspelt type
+            request: {channel: mobile_app, event: {type: flight_delayd, delay_minutes: 50}}
+            expect: {chosen: [apology_upgrade]}
+        """,
+    )
+    problems = run_rule_tests(world).problems
+    found = {(p.pos.line if p.pos else 0, p.message.split(" ")[0]) for p in problems}
+    assert (line_of(path, '"50"'), "event") in found
+    assert (line_of(path, "flight_delayd"), "unknown") in found

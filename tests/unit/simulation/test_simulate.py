@@ -266,3 +266,24 @@ def test_conditions_over_a_batch_can_be_evaluated_directly(rules: RuleSet, batch
     (result,) = evaluate_all([adults], frame)
     ages = batch.columns["customer.age"]
     np.testing.assert_array_equal(result.matches, ages >= 18)
+
+
+def test_a_simulation_reads_look_back_counters_as_a_decision_does() -> None:
+    """A heavy browser whose shared history lost last week's email: the decision reads the
+    email's look-back counter, and so must the simulation, in its columns and its scalar rows."""
+    from engine.domain import CustomerState
+    from engine.rules.functions import lookback_counter
+
+    rules = load_ruleset(EXAMPLE_RULES)
+    views = [{"type": "page_view", "ts": T0 - i, "channel": "web", "attributes": {}} for i in range(100)]
+    browser = CustomerState("heavy", recent=views, counters={lookback_counter("email_received"): [T0 - 86_400_000]})
+    quiet = CustomerState("quiet", recent=views)
+    batch = batch_from_states([browser, quiet], rules.lookbacks, T0)
+    request = DecisionRequest("", "call_center", "agent_prompt")
+    follow_up = rules.by_id["email_follow_up"].eligibility
+    assert follow_up is not None
+    live = [follow_up(eval_context(s, request, T0, None, rules.lookbacks)) for s in (browser, quiet)]
+    assert live == [True, False]
+    report = simulate(rules, batch, channel="call_center", placement="agent_prompt", now_ms=T0)
+    current = next(t for t in report.treatments if t.id == "email_follow_up").current
+    assert current is not None and current.match_share == 0.5
