@@ -32,6 +32,7 @@ from engine.state.scripts import (
     SCRIPTS,
     SET_LAST,
     SET_PROFILE,
+    SET_TIMER_MARK,
     Scripts,
 )
 
@@ -341,7 +342,7 @@ class RedisStore:
             pipe.delete(*(keys.timer_mark(cid, tid) for tid in fx.timers_cancel))
         for tid, (due, _) in fx.timers_set.items():
             wait = max(due - fx.now_ms, 0) if fx.now_ms is not None else 0
-            pipe.set(keys.timer_mark(cid, tid), due, px=wait + TIMER_MARK_GRACE_MS)
+            pipe.eval(SET_TIMER_MARK, 1, keys.timer_mark(cid, tid), due, wait + TIMER_MARK_GRACE_MS)
         if fx.flags_set:
             pipe.hset(keys.flags(cid), mapping=fx.flags_set)
         if fx.flags_clear:

@@ -99,17 +99,24 @@ return out
 """
 
 # KEYS: due, inflight, data. ARGV: how many to start, then (id, due, payload) per timer started
-# and the ids of timers cancelled. Either way the timer's claim, if a worker holds one, is
-# removed: that is how the worker, which checks its claim just before it applies (HELD_TIMERS),
-# learns that what it claimed was cancelled or started again. One script, so a worker never sees
-# the claim still held next to a timer already changed.
+# and the ids of timers cancelled. Starting or cancelling a timer removes the claim on it, if a
+# worker holds one: that is how the worker, which checks its claim just before it applies
+# (HELD_TIMERS), learns that what it claimed was cancelled or started again. One script, so a
+# worker never sees the claim still held next to a timer already changed. A start never moves a
+# timer earlier: an event sent late leaves alone a timer that a newer one started (and
+# SET_TIMER_MARK leaves its mark alike).
 SCHEDULE_TIMERS = """
 local n = tonumber(ARGV[1])
 for i = 0, n - 1 do
-  local id = ARGV[2 + 3 * i]
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('ZADD', KEYS[1], ARGV[3 + 3 * i], id)
-  redis.call('HSET', KEYS[3], id, ARGV[4 + 3 * i])
+  local id, due = ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i])
+  local stored = redis.call('HGET', KEYS[3], id)
+  local ok, held = false, nil
+  if stored then ok, held = pcall(cjson.decode, stored) end
+  if not (ok and type(held) == 'table' and tonumber(held.due) and tonumber(held.due) > due) then
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZADD', KEYS[1], due, id)
+    redis.call('HSET', KEYS[3], id, ARGV[4 + 3 * i])
+  end
 end
 for i = 2 + 3 * n, #ARGV do
   redis.call('ZREM', KEYS[2], ARGV[i])
@@ -210,6 +217,17 @@ if n == tonumber(ARGV[6]) then
   for i = 11, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
 end
 return n
+"""
+
+# KEYS: a timer's mark in its customer's slot (keys.timer_mark). ARGV: the timer's due time, how
+# long to keep the mark (ms). Set unless the mark already names a later due time, pending or fired:
+# a late event must not restart the timer a newer one started, nor again one that fired since.
+SET_TIMER_MARK = """
+local cur = redis.call('GET', KEYS[1])
+local at = cur and tonumber((string.gsub(cur, '^fired:', '')))
+if at and at > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 
 # KEYS: the customer's `last` hash. ARGV: event type, the event's time, its entry (JSON with

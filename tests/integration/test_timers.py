@@ -367,3 +367,17 @@ async def test_a_timer_fired_after_its_flag_lapsed_sends_no_message(nudging: Wor
     assert await worker.fire_due() == 1
     assert outbound(redis_sync) == [], "a nudge about a flag that no decision sees any more"
     assert redis_sync.zcard(keys.counter("c1", "nudges")) == 1, "what it counts still counts"
+
+
+async def test_a_cart_add_sent_late_does_not_pull_the_wait_earlier(world: World, clock: FixedClock, redis_sync: Redis) -> None:
+    service, worker, _ = world
+    await cart_add(service, "c1")  # now: due in 30 minutes
+    late = Event("late-add", "c1", "cart_add", T0 - 2 * 60 * MINUTE, attributes={"sku": "B", "price": 5})
+    await service.record_events([late])  # from two hours ago: its wait ended long since
+    clock.advance(minutes=1)
+    assert await worker.fire_due() == 0, "the customer is still shopping"
+    assert flag(redis_sync, "c1") is None
+    assert await world[2].pending_timers(keys.timer_shard("c1")) == {"cart_abandonment|c1": T0 + 30 * MINUTE}
+    clock.advance(minutes=30)
+    assert await worker.fire_due() == 1
+    assert flag(redis_sync, "c1") == T0 + 30 * MINUTE + 3 * 86_400_000
