@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.clock import MS_PER_DAY, MS_PER_HOUR
-from engine.decision.pipeline import history_for_conditions
-from engine.domain import CustomerState
+from engine.decision.pipeline import eval_context
+from engine.domain import CustomerState, DecisionRequest
 from engine.equity.facts import N_FACTS, facts_row
 from engine.rules.ruleset import RuleSet
 from engine.rules.vectorised import (
@@ -68,20 +68,14 @@ class CustomerBatch:
         return self._state(row)
 
 
+_NO_REQUEST = DecisionRequest("", "web")
+"""Columns hold what the customer's state says; a simulated request's context is added apart."""
+
+
 def _context(state: CustomerState, lookbacks: Mapping[str, float | None], now_ms: int) -> EvalContext:
-    """What conditions read of a stored customer (the request adds `context`, the rule set `value`)."""
-    data = {"customer": state.profile, "cart": state.cart_summary()}
-    recent, lookback = history_for_conditions(state.recent, state.counters, lookbacks, now_ms)
-    return EvalContext(
-        data,
-        0,
-        last=state.last,
-        recent=recent,
-        flags=state.flags,
-        counters=state.counters,
-        topics=state.topics,
-        lookback=lookback,
-    )
+    """What conditions read of a stored customer, as a decision at `now_ms` reads it (the request
+    adds `context`, the rule set `value`)."""
+    return eval_context(state, _NO_REQUEST, now_ms, None, lookbacks)
 
 
 def batch_from_states(
