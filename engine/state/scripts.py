@@ -192,6 +192,19 @@ end
 return 1
 """
 
+# An occurrence added to a windowed counter (a sorted set of `<ts>:<cause>` by ts): entries from
+# before `since` go, at most `kept` newest stay, and the key lapses `window` ms after its last
+# entry. Shared, as text, by COUNT_OCCURRENCE, INCREMENT and FIRE_TIMER, which add it in their own
+# scripts.
+_ADD_OCCURRENCE = """
+local function add_occurrence(key, member, ts, since, window, kept)
+  redis.call('ZADD', key, ts, member)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. since)
+  redis.call('ZREMRANGEBYRANK', key, 0, -(tonumber(kept) + 1))
+  redis.call('PEXPIRE', key, window)
+end
+"""
+
 # An occurrence counted against a threshold. KEYS: the counter (sorted set of `<ts>:<cause>`), the
 # customer's flags (one customer: one slot), and, when `then` sends messages, the mark of the
 # timer that sends them should the engine stop before it does (set here on the crossing, so the
@@ -202,13 +215,12 @@ return 1
 # before that window (it completes nothing). Counting and acting happen in one script, so of
 # concurrent events exactly one sees the count reach `at`, and `then`'s flags change with it or
 # not at all. A retried event adds the same member again: the count does not move.
-COUNT_OCCURRENCE = """
+COUNT_OCCURRENCE = (
+    _ADD_OCCURRENCE
+    + """
 local ts, now, window = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local since = now - window
-redis.call('ZADD', KEYS[1], ts, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. since)
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[5]) + 1))
-redis.call('PEXPIRE', KEYS[1], window)
+add_occurrence(KEYS[1], ARGV[1], ts, since, window, ARGV[5])
 if ts < since then return 0 end
 local n = redis.call('ZCARD', KEYS[1])
 if n == tonumber(ARGV[6]) then
@@ -218,6 +230,7 @@ if n == tonumber(ARGV[6]) then
 end
 return n
 """
+)
 
 # KEYS: a timer's mark in its customer's slot (keys.timer_mark). ARGV: the timer's due time, how
 # long to keep the mark (ms). Set unless the mark already names a later due time, pending or fired:
@@ -249,13 +262,13 @@ return 1
 # KEYS: a counter (sorted set of `<ts>:<cause>` by ts). ARGV: member, its time, the start of the
 # window (entries before it go), the window ms (the key lapses that long after its last entry),
 # most entries kept. One command rather than four: page views are counted by the thousand.
-INCREMENT = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[5]) + 1))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+INCREMENT = (
+    _ADD_OCCURRENCE
+    + """
+add_occurrence(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 return 1
 """
+)
 
 # KEYS: the customer's profile, its field times. ARGV: the event's time, the engine's time now
 # ('' for none), then field, value pairs. Each field keeps the value of the newest event by its own
@@ -284,22 +297,19 @@ return 1
 # since, window ms, most entries kept], ...]}). A timer's `then` cannot count to a threshold
 # (the rules refuse it), so there is none here. Returns 1 when written, 0 when the timer is no
 # longer the customer's.
-FIRE_TIMER = """
+FIRE_TIMER = (
+    _ADD_OCCURRENCE
+    + """
 local mark = redis.call('GET', KEYS[1])
 if mark ~= ARGV[1] and mark ~= 'fired:' .. ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], 'fired:' .. ARGV[1], 'PX', ARGV[2])
 local fx = cjson.decode(ARGV[3])
 for name, expiry in pairs(fx.set) do redis.call('HSET', KEYS[2], name, expiry) end
 for _, name in ipairs(fx.clear) do redis.call('HDEL', KEYS[2], name) end
-for i, inc in ipairs(fx.inc) do
-  local k = KEYS[2 + i]
-  redis.call('ZADD', k, inc[2], inc[1])
-  redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. inc[3])
-  redis.call('ZREMRANGEBYRANK', k, 0, -(tonumber(inc[5]) + 1))
-  redis.call('PEXPIRE', k, inc[4])
-end
+for i, inc in ipairs(fx.inc) do add_occurrence(KEYS[2 + i], inc[1], inc[2], inc[3], inc[4], inc[5]) end
 return 1
 """
+)
 
 SCRIPTS: Mapping[str, str] = {
     "read": READ_CUSTOMER,
