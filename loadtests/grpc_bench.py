@@ -10,7 +10,8 @@ on), and drives it from this process over one channel, keeping `concurrency` cal
 * ``bare_redis_py``: ``nba.v1.Bench/BareRedisPy``, the same read through redis-py's pooled
   client, as a Redis-backed handler is usually written.
 * ``decisions``: ``nba.v1.DecisionService/Decide`` with the HTTP benchmark's mix of channels
-  and placements.
+  and placements, scored by a learned model as in the HTTP benchmark: before measuring, offers
+  are accepted and rejected over ``RecordFeedback`` until the learner publishes one.
 
 They are measured in rounds in alternating order, and each ratio is the median over rounds,
 as in the HTTP benchmark (see loadtests.bench), which says why there are two baselines.
@@ -185,6 +186,34 @@ def bare_requests(customers: int, count: int, seed: int = 2) -> list[bench_pb2.B
     return [bench_pb2.BareRequest(customer_id=f"cust-{rng.randint(1, customers):06d}") for _ in range(count)]
 
 
+async def train_model(channel: aio.Channel, customers: int, decisions: int = 400, timeout_s: float = 20.0) -> str | None:
+    """Accept some offers over gRPC until the learner publishes a model, so that decisions are
+    measured on the learned path (features, kernel, exploration) rather than on priors alone,
+    as in the HTTP benchmark. Returns the served model (`id@version`), or None if none came."""
+    stub = DecisionServiceStub(channel)
+    rng = random.Random(3)
+    for i in range(decisions):
+        request = pb.DecideRequest(customer_id=f"cust-{rng.randint(1, customers):06d}", channel="web")
+        decision = await stub.Decide(request, timeout=CALL_TIMEOUT_S)
+        if decision.treatments:
+            feedback = pb.RecordFeedbackRequest(
+                feedback_id=f"grpc-train-{i}",
+                decision_id=decision.decision_id,
+                treatment_id=decision.treatments[0].id,
+                outcome="accept" if i % 3 == 0 else "reject",
+            )
+            await stub.RecordFeedback(feedback, timeout=CALL_TIMEOUT_S)
+    deadline = time.monotonic() + timeout_s
+    probe = pb.DecideRequest(customer_id="cust-000001", channel="web")
+    while time.monotonic() < deadline:
+        served = (await stub.Decide(probe, timeout=CALL_TIMEOUT_S)).model_version
+        _, _, version = served.rpartition("@")
+        if version.isdigit() and int(version) > 0:
+            return served
+        await asyncio.sleep(0.2)
+    return None
+
+
 async def _worker(call: Any, requests: list[Any], start: int, deadline: float, tally: Tally) -> None:
     """One call in flight at a time until the deadline (closed-loop load)."""
     perf = time.perf_counter
@@ -217,11 +246,14 @@ async def measure(call: Any, requests: list[Any], concurrency: int, duration_s: 
     return Sample(tally, time.perf_counter() - started, meter.used())
 
 
-async def run(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Comparison:
+async def run(port: int, args: argparse.Namespace, pids: dict[str, int]) -> tuple[Comparison, str | None]:
     decides = decide_requests(args.customers, PREBUILT_REQUESTS)
     bares = bare_requests(args.customers, PREBUILT_REQUESTS)
     async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         await channel.channel_ready()
+        console.print("[dim]training the response model through feedback ...[/dim]")
+        model = await train_model(channel, args.customers)
+        console.print(f"[dim]decisions will be scored by {model or 'priors only (no model published)'}[/dim]")
         bench = bench_pb2_grpc.BenchStub(channel)
         calls = {
             BARE: (bench.Bare, bares),
@@ -238,7 +270,7 @@ async def run(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Comp
             call, requests = calls[kind]
             return await measure(call, requests, args.concurrency, seconds, pids)
 
-        return await alternating_rounds(args.rounds, args.duration, one)
+        return await alternating_rounds(args.rounds, args.duration, one), model
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -288,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             redis = server.redis_pids() if args.redis_url is None else []
             if redis:
                 pids["redis"] = redis[0]
-            comparison = asyncio.run(run(server.port, args, pids))
+            comparison, model = asyncio.run(run(server.port, args, pids))
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; stopping the server[/yellow]")
             return 130
@@ -319,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "machine": machine_info("asyncio"),
         "server_startup": startup,
+        "decisions_scored_by": model,
         "results": {k: asdict(m) for k, m in comparison.totals.items()},
         **comparison.as_json(),
         "target_ratio": TARGET_RATIO,
