@@ -161,12 +161,15 @@ class RuleSet:
         return {k: tuple(v) for k, v in by.items()}
 
     @cached_property
-    def timer_cancels(self) -> Mapping[str, tuple[str, ...]]:
-        """Event type -> ids of the triggers whose pending timer that event cancels."""
-        by: dict[str, list[str]] = {}
+    def timer_cancels(self) -> Mapping[str, tuple[tuple[str, int], ...]]:
+        """Event type -> (trigger id, wait ms) of the triggers whose pending timer that event cancels."""
+        by: dict[str, list[tuple[str, int]]] = {}
         for t in self.triggers:
-            for event_type in t.spec.schedule.cancel_on if t.spec.schedule else ():
-                by.setdefault(event_type, []).append(t.id)
+            schedule = t.spec.schedule
+            if schedule is None:
+                continue
+            for event_type in schedule.cancel_on:
+                by.setdefault(event_type, []).append((t.id, schedule.after.ms))
         return {k: tuple(v) for k, v in by.items()}
 
     @cached_property

@@ -92,8 +92,9 @@ class _Replay:
                 self.flags.update(watched.then.flags_set)
                 for name in watched.then.flags_clear:
                     self.flags.pop(name, None)
-        for tid in fx.timers_cancel:
-            self.timers.pop(tid, None)
+        for tid, until in fx.timers_cancel.items():
+            if tid in self.timers and self.timers[tid][0] <= until:  # as the store's SCHEDULE_TIMERS
+                del self.timers[tid]
         for tid, (due, payload) in fx.timers_set.items():
             self.timers[tid] = (due, payload["trigger"])
 

@@ -67,14 +67,18 @@ class Threshold:
 class TriggerEffects:
     """Writes for one customer: flags to set (name -> expiry ms) or clear, counter increments
     (name, ts, window ms, unique member) and the ones whose count is watched, timers to start
-    (id -> (due ms, payload)) or cancel, and outbound messages."""
+    (id -> (due ms, payload)) or cancel (id -> the latest due it cancels), and outbound messages."""
 
     flags_set: dict[str, int] = field(default_factory=dict)
     flags_clear: list[str] = field(default_factory=list)
     increments: list[tuple[str, int, int, str]] = field(default_factory=list)
     thresholds: list[Threshold] = field(default_factory=list)
     timers_set: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    timers_cancel: list[str] = field(default_factory=list)
+    timers_cancel: dict[str, int] = field(default_factory=dict)
+    """A cancel reaches only a timer due by `ts + wait` of the cancelling event: one started by an
+    event no later than it. A checkout sent late, dated before the cart_add that started the
+    wait, leaves that wait running; one dated after the wait ended still stops a timer the worker
+    has not fired yet (the customer has checked out: no reminder)."""
     emits: list[dict[str, Any]] = field(default_factory=list)
     now_ms: int | None = None
     """The engine's time when these effects were worked out. Counters keep, and thresholds
@@ -155,15 +159,17 @@ def effects_of_event(
     event: Event,
     ts: int,
     by_event: Mapping[str, tuple[CompiledTrigger, ...]],
-    cancels: Mapping[str, tuple[str, ...]],
+    cancels: Mapping[str, tuple[tuple[str, int], ...]],
     now_ms: int | None = None,
     lookbacks: Mapping[str, float | None] | None = None,
 ) -> TriggerEffects:
-    """`now_ms` is the engine's time as it takes the event in (default: the event's own `ts`).
-    `lookbacks` (RuleSet.lookbacks): event types that conditions look back at, counted per type."""
+    """`cancels` (RuleSet.timer_cancels): per event type, the triggers whose timers it cancels and
+    their waits. `now_ms` is the engine's time as it takes the event in (default: the event's
+    own `ts`). `lookbacks` (RuleSet.lookbacks): event types that conditions look back at, counted
+    per type."""
     out = TriggerEffects(now_ms=now_ms)
-    for trigger_id in cancels.get(event.type, ()):
-        out.timers_cancel.append(timer_id(trigger_id, event.customer_id))
+    for trigger_id, wait_ms in cancels.get(event.type, ()):
+        out.timers_cancel[timer_id(trigger_id, event.customer_id)] = ts + wait_ms
     if lookbacks and event.type in lookbacks:
         window = lookbacks[event.type]
         out.increments.append((lookback_counter(event.type), ts, int(window or LOOKBACK_ALL_TIME_MS), event.event_id))
@@ -178,8 +184,7 @@ def effects_of_event(
         if t.spec.schedule is not None:
             tid = timer_id(t.id, event.customer_id)
             due = ts + t.spec.schedule.after.ms
-            if tid in out.timers_cancel:
-                out.timers_cancel.remove(tid)  # the same event cancels and restarts: it restarts
+            out.timers_cancel.pop(tid, None)  # the same event cancels and restarts: it restarts
             # `marked`: the store keeps a mark of this timer in the customer's slot, which its
             # firing checks (engine.state.scripts.FIRE_TIMER); timers stored before marks existed
             # lack it and fire unchecked.

@@ -24,6 +24,7 @@ from engine.state import keys
 from engine.state.multiplex import Multiplexer
 from engine.state.scripts import (
     APPLY_FACTS,
+    CANCEL_TIMER_MARK,
     COUNT_OCCURRENCE,
     FIRE_TIMER,
     INCREMENT,
@@ -47,6 +48,8 @@ this finds the mark gone and drops the timer, as if cancelled."""
 FIRED_MARK_TTL_MS = 86_400_000
 """How long a fired timer's mark is kept, for a worker that fires it again after another died
 before completing it: long past any lease."""
+CANCEL_ANY = 2**62
+"""The bound of a cancel that reaches a timer whatever its due (a threshold's guard, once sent)."""
 
 
 def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -338,8 +341,8 @@ class RedisStore:
         each watched counter will be."""
         # Timer marks first: a firing that runs after a cancelling event's mark is gone writes
         # nothing, and one that runs before it is overwritten by the event's flag writes that follow.
-        if fx.timers_cancel:
-            pipe.delete(*(keys.timer_mark(cid, tid) for tid in fx.timers_cancel))
+        for tid, until in fx.timers_cancel.items():
+            pipe.eval(CANCEL_TIMER_MARK, 1, keys.timer_mark(cid, tid), until)
         for tid, (due, _) in fx.timers_set.items():
             wait = max(due - fx.now_ms, 0) if fx.now_ms is not None else 0
             pipe.eval(SET_TIMER_MARK, 1, keys.timer_mark(cid, tid), due, wait + TIMER_MARK_GRACE_MS)
@@ -377,7 +380,8 @@ class RedisStore:
             args: list[Any] = [len(fx.timers_set)]
             for tid, (due, payload) in fx.timers_set.items():
                 args += (tid, due, orjson.dumps(payload))
-            args += fx.timers_cancel
+            for tid, until in fx.timers_cancel.items():
+                args += (tid, until)
             pipe.eval(SCHEDULE_TIMERS, 3, *_timer_keys(keys.timer_shard(cid)), *args)
         for message in fx.emits:
             pipe.xadd(keys.STREAM_OUTBOUND, {"m": orjson.dumps(message)}, maxlen=self.stream_maxlen, approximate=True)
@@ -401,7 +405,7 @@ class RedisStore:
                 pipe.xadd(keys.STREAM_OUTBOUND, {"m": orjson.dumps(message)}, maxlen=self.stream_maxlen, approximate=True)
         for cid, guard, _ in crossings:
             pipe.delete(keys.timer_mark(cid, guard))
-            pipe.eval(SCHEDULE_TIMERS, 3, *_timer_keys(keys.timer_shard(cid)), 0, guard)
+            pipe.eval(SCHEDULE_TIMERS, 3, *_timer_keys(keys.timer_shard(cid)), 0, guard, CANCEL_ANY)
         await self._execute(pipe)
 
     async def fire_timers(self, timers: Sequence[tuple[str, str, int, TriggerEffects]]) -> list[bool]:

@@ -99,29 +99,39 @@ return out
 """
 
 # KEYS: due, inflight, data. ARGV: how many to start, then (id, due, payload) per timer started
-# and the ids of timers cancelled. Starting or cancelling a timer removes the claim on it, if a
-# worker holds one: that is how the worker, which checks its claim just before it applies
-# (HELD_TIMERS), learns that what it claimed was cancelled or started again. One script, so a
-# worker never sees the claim still held next to a timer already changed. A start never moves a
-# timer earlier: an event sent late leaves alone a timer that a newer one started (and
-# SET_TIMER_MARK leaves its mark alike).
+# and (id, latest due) per timer cancelled. Starting or cancelling a timer removes the claim on
+# it, if a worker holds one: that is how the worker, which checks its claim just before it
+# applies (HELD_TIMERS), learns that what it claimed was cancelled or started again. One script,
+# so a worker never sees the claim still held next to a timer already changed. An event sent
+# late leaves alone a timer that a newer one started: a start never moves it earlier, and a
+# cancel reaches only a timer due by its latest due, one started no later than the cancelling
+# event (SET_TIMER_MARK and CANCEL_TIMER_MARK treat its mark alike). A stored timer without a
+# due is cancelled whatever the bound.
 SCHEDULE_TIMERS = """
-local n = tonumber(ARGV[1])
-for i = 0, n - 1 do
-  local id, due = ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i])
+local function held_due(id)
   local stored = redis.call('HGET', KEYS[3], id)
   local ok, held = false, nil
   if stored then ok, held = pcall(cjson.decode, stored) end
-  if not (ok and type(held) == 'table' and tonumber(held.due) and tonumber(held.due) > due) then
+  return ok and type(held) == 'table' and tonumber(held.due) or nil
+end
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  local id, due = ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i])
+  local held = held_due(id)
+  if not (held and held > due) then
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZADD', KEYS[1], due, id)
     redis.call('HSET', KEYS[3], id, ARGV[4 + 3 * i])
   end
 end
-for i = 2 + 3 * n, #ARGV do
-  redis.call('ZREM', KEYS[2], ARGV[i])
-  redis.call('ZREM', KEYS[1], ARGV[i])
-  redis.call('HDEL', KEYS[3], ARGV[i])
+for i = 2 + 3 * n, #ARGV, 2 do
+  local id = ARGV[i]
+  local held = held_due(id)
+  if not (held and held > tonumber(ARGV[i + 1])) then
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[3], id)
+  end
 end
 return 1
 """
@@ -240,6 +250,16 @@ local cur = redis.call('GET', KEYS[1])
 local at = cur and tonumber((string.gsub(cur, '^fired:', '')))
 if at and at > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: a timer's mark. ARGV: the latest due the cancel reaches (see SCHEDULE_TIMERS).
+CANCEL_TIMER_MARK = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local at = tonumber((string.gsub(cur, '^fired:', '')))
+if at and at > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
 return 1
 """
 

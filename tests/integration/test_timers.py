@@ -381,3 +381,31 @@ async def test_a_cart_add_sent_late_does_not_pull_the_wait_earlier(world: World,
     clock.advance(minutes=30)
     assert await worker.fire_due() == 1
     assert flag(redis_sync, "c1") == T0 + 30 * MINUTE + 3 * 86_400_000
+
+
+async def test_a_checkout_sent_late_dated_before_the_latest_cart_add_leaves_its_wait_running(
+    world: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    service, worker, store = world
+    await cart_add(service, "c1")
+    clock.advance(minutes=20)
+    await cart_add(service, "c1")  # the wait starts again: due at T0 + 50 minutes
+    late = Event("late-co", "c1", "checkout", T0 + 10 * MINUTE)  # the checkout of the first cart, sent late
+    await service.record_events([late])
+    assert await store.pending_timers(keys.timer_shard("c1")) == {"cart_abandonment|c1": T0 + 50 * MINUTE}
+    assert redis_sync.get(keys.timer_mark("c1", "cart_abandonment|c1")) == str(T0 + 50 * MINUTE).encode()
+    clock.advance(minutes=31)
+    assert await worker.fire_due() == 1, "the second cart was never checked out"
+    assert flag(redis_sync, "c1") == T0 + 50 * MINUTE + 3 * 86_400_000
+
+
+async def test_a_checkout_dated_after_the_wait_still_stops_a_timer_not_yet_fired(
+    world: World, clock: FixedClock, redis_sync: Redis
+) -> None:
+    service, worker, store = world
+    await cart_add(service, "c1")
+    clock.advance(minutes=45)  # due 15 minutes ago; the worker has not run
+    await service.record_events([Event("co", "c1", "checkout")])
+    assert await worker.fire_due() == 0, "no reminder of a cart the customer has checked out"
+    assert flag(redis_sync, "c1") is None
+    assert await store.pending_timers(keys.timer_shard("c1")) == {}
