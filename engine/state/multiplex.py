@@ -57,8 +57,11 @@ class _Waiter:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, owner: Multiplexer) -> None:
+    def __init__(self, owner: Multiplexer, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = owner
+        # The loop the connection lives on, kept rather than looked up per command: on Python
+        # 3.11 each asyncio.get_running_loop() is a getpid() system call.
+        self.loop = loop
         self.reader = hiredis.Reader()
         self.waiters: collections.deque[_Waiter] = collections.deque()
         self.transport: asyncio.Transport | None = None
@@ -131,9 +134,10 @@ class Multiplexer:
         """
         if within_s is None:
             return await self._execute(commands)
-        loop = asyncio.get_running_loop()
+        protocol = self._protocol
+        loop = protocol.loop if protocol is not None else asyncio.get_running_loop()
         deadline = loop.time() + within_s
-        if self._protocol is None:
+        if protocol is None:
             async with asyncio.timeout_at(deadline):
                 await self._connect()
         future = self._submit(commands)
@@ -159,11 +163,11 @@ class Multiplexer:
         protocol.buffer.extend(hiredis.pack_command(tuple(c)) for c in commands)
         if not protocol.flush_scheduled:
             protocol.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush, protocol)
+            protocol.loop.call_soon(self._flush, protocol)
         return future
 
     def _expect(self, protocol: _Protocol, count: int) -> asyncio.Future[list[Any]]:
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Any]] = protocol.loop.create_future()
         protocol.waiters.append(_Waiter(future, count))
         self.in_flight += count
         return future
@@ -190,11 +194,11 @@ class Multiplexer:
         kw = self.kwargs
         async with asyncio.timeout(self.connect_timeout_s):
             if kw.get("path"):
-                _, protocol = await loop.create_unix_connection(lambda: _Protocol(self), kw["path"])
+                _, protocol = await loop.create_unix_connection(lambda: _Protocol(self, loop), kw["path"])
             else:
                 context = self._tls_context() if self.tls else None
                 host, port = kw.get("host", "localhost"), int(kw.get("port", 6379))
-                _, protocol = await loop.create_connection(lambda: _Protocol(self), host, port, ssl=context)
+                _, protocol = await loop.create_connection(lambda: _Protocol(self, loop), host, port, ssl=context)
             handshake: list[tuple[Any, ...]] = []
             if kw.get("password"):
                 user = kw.get("username")
