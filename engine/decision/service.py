@@ -50,7 +50,7 @@ from engine.metrics import CounterChild, MetricsRegistry
 from engine.rules.loader import load_ruleset
 from engine.rules.registry import RuleRegistry
 from engine.rules.ruleset import RuleSet
-from engine.rules.triggers import effects_of_event, emits_of_crossing
+from engine.rules.triggers import Crossing, effects_of_event, emits_of_crossing
 from engine.state import keys
 from engine.state.store import Store
 
@@ -190,17 +190,17 @@ class _Meters:
         self.seconds[d.channel].observe(seconds)
 
 
-def _crossings(applied: Sequence[EventEffects], counts: Sequence[tuple[int, ...]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
-    """The messages of the thresholds these events brought their counters to: (customer, the
-    guard timer that would send them otherwise, messages)."""
-    out: list[tuple[str, str, list[dict[str, Any]]]] = []
+def _crossings(applied: Sequence[EventEffects], counts: Sequence[tuple[int, ...]]) -> list[Crossing]:
+    """The messages of the thresholds these events brought their counters to, with the guard
+    timers that would send them otherwise."""
+    out: list[Crossing] = []
     for fx, watched_counts in zip(applied, counts, strict=True):
         if not watched_counts:
             continue
         for watched, count in zip(fx.triggers.thresholds, watched_counts, strict=True):
             emits = emits_of_crossing(watched, count)
             if emits and watched.guard is not None:
-                out.append((fx.event.customer_id, watched.guard[0], emits))
+                out.append((fx.event.customer_id, watched.guard, emits))
     return out
 
 
@@ -400,7 +400,7 @@ class DecisionService:
         self._meters.events["duplicate"].inc(duplicates)
         return IngestResult(accepted=len(new), duplicates=duplicates, event_ids=tuple(e.event_id for e in events))
 
-    async def _send_crossings(self, crossings: list[tuple[str, str, list[dict[str, Any]]]]) -> None:
+    async def _send_crossings(self, crossings: list[Crossing]) -> None:
         """Send the messages of thresholds just reached. The events are written by now, so a
         failure here must not hand their ids back (a retry would apply them twice); it is tried
         again a few times, then logged and counted. The messages are not lost: each crossing's

@@ -205,6 +205,11 @@ def effects_of_timer(trigger: CompiledTrigger, customer_id: str, due_ms: int, no
     return out
 
 
+Crossing = tuple[str, tuple[str, int], list[dict[str, Any]]]
+"""A threshold just reached, for its messages to be sent: (customer, its guard timer (id, due ms),
+the messages)."""
+
+
 def crossing_payload(customer_id: str, watched: Threshold) -> dict[str, Any]:
     """The stored timer of a threshold's messages: fired only if the count marked the crossing."""
     assert watched.guard is not None

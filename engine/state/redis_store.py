@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError, RedisError
 from engine.domain import CustomerState, EventEffects, Feedback, StoredDecision
 from engine.equity.facts import SET_IF_GREATER, SET_IF_SMALLER
 from engine.errors import StoreUnavailable
-from engine.rules.triggers import TriggerEffects, crossing_payload
+from engine.rules.triggers import Crossing, TriggerEffects, crossing_payload
 from engine.state import keys
 from engine.state.multiplex import Multiplexer
 from engine.state.scripts import (
@@ -48,8 +48,6 @@ this finds the mark gone and drops the timer, as if cancelled."""
 FIRED_MARK_TTL_MS = 86_400_000
 """How long a fired timer's mark is kept, for a worker that fires it again after another died
 before completing it: long past any lease."""
-CANCEL_ANY = 2**62
-"""The bound of a cancel that reaches a timer whatever its due (a threshold's guard, once sent)."""
 
 
 def _loads_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -395,17 +393,15 @@ class RedisStore:
             self._queue_triggers(pipe, cid, fx)
         await self._execute(pipe)
 
-    async def send_crossings(self, crossings: Sequence[tuple[str, str, list[dict[str, Any]]]]) -> None:
-        """The messages of thresholds just reached, each `(customer, guard timer id, messages)`, in
-        one round trip: the messages, then the guard timers' marks and the timers themselves,
-        which would otherwise send them again (see engine.rules.triggers.Threshold.guard)."""
+    async def send_crossings(self, crossings: Sequence[Crossing]) -> None:
+        """The messages of thresholds just reached, in one round trip: the messages first, then the
+        guard timers that would otherwise send them cancelled (see engine.rules.triggers.Threshold.guard),
+        so a failure in between sends them again, with the same ids, rather than never."""
         pipe = self.client.pipeline(transaction=False)
-        for _, _, messages in crossings:
-            for message in messages:
-                pipe.xadd(keys.STREAM_OUTBOUND, {"m": orjson.dumps(message)}, maxlen=self.stream_maxlen, approximate=True)
-        for cid, guard, _ in crossings:
-            pipe.delete(keys.timer_mark(cid, guard))
-            pipe.eval(SCHEDULE_TIMERS, 3, *_timer_keys(keys.timer_shard(cid)), 0, guard, CANCEL_ANY)
+        for cid, _, messages in crossings:
+            self._queue_triggers(pipe, cid, TriggerEffects(emits=messages))
+        for cid, (guard, due), _ in crossings:
+            self._queue_triggers(pipe, cid, TriggerEffects(timers_cancel={guard: due}))
         await self._execute(pipe)
 
     async def fire_timers(self, timers: Sequence[tuple[str, str, int, TriggerEffects]]) -> list[bool]:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from engine.domain import CustomerState, Feedback, StoredDecision
+from engine.rules.triggers import Crossing
 
 
 class Store(Protocol):
@@ -35,9 +36,9 @@ class Store(Protocol):
         """Apply events in one round trip; per event, the counts of the counters its triggers watch."""
         ...
 
-    async def send_crossings(self, crossings: Sequence[tuple[str, str, list[dict[str, Any]]]]) -> None:
-        """The messages of thresholds reached, each (customer, guard timer id, messages), and the
-        guard timers cancelled, in one round trip."""
+    async def send_crossings(self, crossings: Sequence[Crossing]) -> None:
+        """The messages of thresholds reached (engine.rules.triggers.Crossing), and their guard
+        timers cancelled, in one round trip."""
         ...
 
     async def claim_feedback(self, feedback_id: str, decision_id: str) -> tuple[StoredDecision | None, bool]:
