@@ -52,7 +52,7 @@ from engine.bootstrap import Engine, open_engine
 from engine.cli import seed_customers
 from engine.decision.pipeline import DecisionPlan
 from engine.settings import Settings
-from loadtests.bench import RequestFactory
+from loadtests.bench import RequestFactory, train_through_feedback
 from loadtests.results import write
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,21 +168,21 @@ async def closed_loop(call: Callable[[], Awaitable[bool]], seconds: float, concu
     return (time.process_time() - started) * 1e6 / max(done, 1), done, failed
 
 
-async def train(engine: Engine, traffic: RequestFactory, decisions: int, timeout_s: float = 20.0) -> str | None:
-    """Accept some offers, as the bench does, so decisions run on the learned path."""
+async def train(engine: Engine, traffic: RequestFactory, decisions: int) -> str | None:
+    """The response model trained through feedback, as the bench trains it (train_through_feedback)."""
     service = engine.service
-    for i in range(decisions):
+
+    async def decide(_: int) -> tuple[str, str | None]:
         d = await service.decide(domain.DecisionRequest(traffic.customer(), "web"))
-        if d.treatments:
-            outcome = "accept" if i % 3 == 0 else "reject"
-            await service.record_feedback(domain.Feedback(f"anatomy-{i}", d.decision_id, d.treatments[0].id, outcome))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        models = engine.models.versions()
-        if models and all(v > 0 for v in models.values()):
-            return ", ".join(f"{k}@{v}" for k, v in models.items())
-        await asyncio.sleep(0.2)
-    return None
+        return d.decision_id, d.treatments[0].id if d.treatments else None
+
+    async def feedback(i: int, decision_id: str, treatment_id: str, outcome: str) -> None:
+        await service.record_feedback(domain.Feedback(f"anatomy-{i}", decision_id, treatment_id, outcome))
+
+    async def versions() -> dict[str, int]:
+        return engine.models.versions()
+
+    return await train_through_feedback(decide, feedback, versions, decisions=decisions)
 
 
 async def measure(

@@ -100,6 +100,38 @@ DECISION_MIX: tuple[dict[str, Any], ...] = (
     {"channel": "web", "context": {"device": "desktop", "page": "home"}},
 )
 PAGES = ("home", "search", "product", "event_list", "event_detail", "cart")
+TRAINING_DECISIONS = 400
+TRAINING_TIMEOUT_S = 20.0
+
+
+async def train_through_feedback(
+    decide: Callable[[int], Awaitable[tuple[str, str | None]]],
+    feedback: Callable[[int, str, str, str], Awaitable[object]],
+    versions: Callable[[], Awaitable[dict[str, int]]],
+    *,
+    decisions: int = TRAINING_DECISIONS,
+    timeout_s: float = TRAINING_TIMEOUT_S,
+) -> str | None:
+    """Accept one shown offer in three and reject the rest until the learner publishes every
+    model, so the benchmarks time decisions on the learned path (features, kernel, exploration)
+    rather than on priors alone; one recipe, whichever front end carries it.
+
+    `decide(i)` makes the i-th decision: (decision id, the first treatment shown, if any);
+    `feedback(i, decision id, treatment id, outcome)` reports on it; `versions()` is each model's
+    served version (0: none yet). Returns the served models (`id@version`), or None if not all
+    were published within `timeout_s`.
+    """
+    for i in range(decisions):
+        decision_id, shown = await decide(i)
+        if shown is not None:
+            await feedback(i, decision_id, shown, "accept" if i % 3 == 0 else "reject")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        served = await versions()
+        if served and all(v > 0 for v in served.values()):
+            return ", ".join(f"{k}@{v}" for k, v in served.items())
+        await asyncio.sleep(0.2)
+    return None
 
 
 class RequestFactory:
@@ -468,28 +500,25 @@ class Bench:
         await asyncio.gather(*(worker(self.host, self.port, c, make, deadline, tally) for c in conns))
         return Sample(tally, time.perf_counter() - started, meter.used())
 
-    async def train_model(self, decisions: int = 400, timeout_s: float = 20.0) -> str | None:
-        """Accept some offers so the learner publishes a model: decisions are then measured on
-        the learned path (features, kernel, exploration), not on priors alone."""
+    async def train_model(self) -> str | None:
+        """The response model trained through `/v1/feedback` (see train_through_feedback)."""
         import httpx2
 
-        base = f"http://{self.host}:{self.port}"
-        async with httpx2.AsyncClient(base_url=base, timeout=10) as http:
-            for i in range(decisions):
+        async with httpx2.AsyncClient(base_url=f"http://{self.host}:{self.port}", timeout=10) as http:
+
+            async def decide(_: int) -> tuple[str, str | None]:
                 body = {"customer_id": self.factory.customer(), "channel": "web"}
                 decision = (await http.post("/v1/decisions", json=body)).json()
-                if decision["treatments"]:
-                    chosen = decision["treatments"][0]["id"]
-                    outcome = "accept" if i % 3 == 0 else "reject"
-                    feedback = {"feedback_id": f"train-{self.factory.id_prefix}-{i}", "decision_id": decision["decision_id"]}
-                    await http.post("/v1/feedback", json={**feedback, "treatment_id": chosen, "outcome": outcome})
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                models = (await http.get("/readyz")).json().get("models", {})
-                if models and all(v > 0 for v in models.values()):
-                    return ", ".join(f"{k}@{v}" for k, v in models.items())
-                await asyncio.sleep(0.2)
-        return None
+                return decision["decision_id"], decision["treatments"][0]["id"] if decision["treatments"] else None
+
+            async def feedback(i: int, decision_id: str, treatment_id: str, outcome: str) -> None:
+                body = {"feedback_id": f"train-{self.factory.id_prefix}-{i}", "decision_id": decision_id}
+                await http.post("/v1/feedback", json={**body, "treatment_id": treatment_id, "outcome": outcome})
+
+            async def versions() -> dict[str, int]:
+                return dict((await http.get("/readyz")).json().get("models", {}))
+
+            return await train_through_feedback(decide, feedback, versions)
 
     async def run(self, duration_s: float, warmup_s: float, rounds: int) -> tuple[Comparison, Measurement]:
         """The baselines against decisions in rounds, then event ingest."""

@@ -67,6 +67,7 @@ from loadtests.bench import (
     machine_info,
     print_report,
     stop_server,
+    train_through_feedback,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,32 +187,31 @@ def bare_requests(customers: int, count: int, seed: int = 2) -> list[bench_pb2.B
     return [bench_pb2.BareRequest(customer_id=f"cust-{rng.randint(1, customers):06d}") for _ in range(count)]
 
 
-async def train_model(channel: aio.Channel, customers: int, decisions: int = 400, timeout_s: float = 20.0) -> str | None:
-    """Accept some offers over gRPC until the learner publishes a model, so that decisions are
-    measured on the learned path (features, kernel, exploration) rather than on priors alone,
-    as in the HTTP benchmark. Returns the served model (`id@version`), or None if none came."""
+async def train_model(channel: aio.Channel, customers: int) -> str | None:
+    """The response model trained over `RecordFeedback`, as the HTTP benchmark trains it over
+    `/v1/feedback` (train_through_feedback)."""
     stub = DecisionServiceStub(channel)
     rng = random.Random(3)
-    for i in range(decisions):
+
+    async def decide(_: int) -> tuple[str, str | None]:
         request = pb.DecideRequest(customer_id=f"cust-{rng.randint(1, customers):06d}", channel="web")
         decision = await stub.Decide(request, timeout=CALL_TIMEOUT_S)
-        if decision.treatments:
-            feedback = pb.RecordFeedbackRequest(
-                feedback_id=f"grpc-train-{i}",
-                decision_id=decision.decision_id,
-                treatment_id=decision.treatments[0].id,
-                outcome="accept" if i % 3 == 0 else "reject",
-            )
-            await stub.RecordFeedback(feedback, timeout=CALL_TIMEOUT_S)
-    deadline = time.monotonic() + timeout_s
+        return decision.decision_id, decision.treatments[0].id if decision.treatments else None
+
+    async def feedback(i: int, decision_id: str, treatment_id: str, outcome: str) -> None:
+        request = pb.RecordFeedbackRequest(
+            feedback_id=f"grpc-train-{i}", decision_id=decision_id, treatment_id=treatment_id, outcome=outcome
+        )
+        await stub.RecordFeedback(request, timeout=CALL_TIMEOUT_S)
+
     probe = pb.DecideRequest(customer_id="cust-000001", channel="web")
-    while time.monotonic() < deadline:
-        served = (await stub.Decide(probe, timeout=CALL_TIMEOUT_S)).model_version
-        _, _, version = served.rpartition("@")
-        if version.isdigit() and int(version) > 0:
-            return served
-        await asyncio.sleep(0.2)
-    return None
+
+    async def versions() -> dict[str, int]:
+        """What a decision says it was scored by (`id@version`): gRPC has no readiness document."""
+        model, _, version = (await stub.Decide(probe, timeout=CALL_TIMEOUT_S)).model_version.rpartition("@")
+        return {model: int(version)} if model and version.isdigit() else {}
+
+    return await train_through_feedback(decide, feedback, versions)
 
 
 async def _worker(call: Any, requests: list[Any], start: int, deadline: float, tally: Tally) -> None:

@@ -88,3 +88,42 @@ def test_no_ratio_without_bare_throughput() -> None:
     empty = summarize("bare", Sample(Tally(), 1.0, {}))
     result = Comparison([{"bare": empty, "decisions": empty}], {"bare": empty, "decisions": empty})
     assert result.ratio() is None and result.ratios() == []
+
+
+def test_training_accepts_one_shown_offer_in_three_and_waits_for_every_model() -> None:
+    reports: list[tuple[int, str, str, str]] = []
+    polls = iter([{}, {"response": 0, "other": 2}, {"response": 3, "other": 2}])
+
+    async def decide(i: int) -> tuple[str, str | None]:
+        return f"d{i}", None if i == 4 else f"t{i}"  # the fifth decision showed nothing
+
+    async def feedback(i: int, decision_id: str, treatment_id: str, outcome: str) -> None:
+        reports.append((i, decision_id, treatment_id, outcome))
+
+    async def versions() -> dict[str, int]:
+        return next(polls)
+
+    served = asyncio.run(bench.train_through_feedback(decide, feedback, versions, decisions=7, timeout_s=5))
+    assert served == "response@3, other@2"
+    assert [(i, outcome) for i, _, _, outcome in reports] == [
+        (0, "accept"),
+        (1, "reject"),
+        (2, "reject"),
+        (3, "accept"),
+        (5, "reject"),
+        (6, "accept"),
+    ]
+    assert reports[0][1:3] == ("d0", "t0")
+
+
+def test_training_gives_up_when_no_model_is_published_in_time() -> None:
+    async def decide(i: int) -> tuple[str, str | None]:
+        return f"d{i}", None
+
+    async def feedback(i: int, decision_id: str, treatment_id: str, outcome: str) -> None:
+        raise AssertionError("nothing was shown")
+
+    async def versions() -> dict[str, int]:
+        return {"response": 0}
+
+    assert asyncio.run(bench.train_through_feedback(decide, feedback, versions, decisions=3, timeout_s=0.3)) is None
