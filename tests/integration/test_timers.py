@@ -47,6 +47,15 @@ def flag(redis_sync: Redis, customer: str) -> int | None:
     return int(raw) if raw else None
 
 
+async def fires_when_due(world: World, clock: FixedClock, redis_sync: Redis, due: int) -> None:
+    """c1's cart wait is pending until `due`, fires once the clock gets there, and its flag runs from `due`."""
+    _, worker, store = world
+    assert await store.pending_timers(keys.timer_shard("c1")) == {"cart_abandonment|c1": due}
+    clock.set(due)
+    assert await worker.fire_due() == 1
+    assert flag(redis_sync, "c1") == due + 3 * 86_400_000
+
+
 async def test_a_timer_fires_once_when_due_and_sets_the_flag_from_its_due_time(
     world: World, clock: FixedClock, redis_sync: Redis
 ) -> None:
@@ -204,7 +213,7 @@ async def test_a_timer_cancelled_after_its_claim_does_not_fire(
 async def test_a_timer_restarted_after_its_claim_fires_at_its_new_due_time(
     world: World, clock: FixedClock, redis_sync: Redis, after: str
 ) -> None:
-    service, worker, store = world
+    service, _, store = world
     await cart_add(service, "c1")
     clock.advance(minutes=31)
 
@@ -213,10 +222,7 @@ async def test_a_timer_restarted_after_its_claim_fires_at_its_new_due_time(
 
     assert await busy_worker(store, clock, another_cart_add, after).fire_due() == 0
     assert flag(redis_sync, "c1") is None, "the wait started again before the timer fired"
-    assert await store.pending_timers(keys.timer_shard("c1")) == {"cart_abandonment|c1": T0 + 61 * MINUTE}
-    clock.advance(minutes=30)
-    assert await worker.fire_due() == 1
-    assert flag(redis_sync, "c1") == T0 + 61 * MINUTE + 3 * 86_400_000
+    await fires_when_due(world, clock, redis_sync, T0 + 61 * MINUTE)
 
 
 async def test_a_timer_restarted_while_a_dead_worker_held_it_waits_for_its_new_due_time(
@@ -231,17 +237,14 @@ async def test_a_timer_restarted_while_a_dead_worker_held_it_waits_for_its_new_d
     clock.advance(minutes=2)  # the dead worker's lease has lapsed
     assert await worker.fire_due() == 0, "not before its new due time"
     assert flag(redis_sync, "c1") is None
-    assert await store.pending_timers(shard) == {"cart_abandonment|c1": T0 + 61 * MINUTE}
-    clock.advance(minutes=28)
-    assert await worker.fire_due() == 1
-    assert flag(redis_sync, "c1") == T0 + 61 * MINUTE + 3 * 86_400_000
+    await fires_when_due(world, clock, redis_sync, T0 + 61 * MINUTE)
 
 
 async def test_a_lapsed_claim_beside_a_later_schedule_is_dropped_not_fired(
     world: World, clock: FixedClock, redis_sync: Redis
 ) -> None:
     """State as left by a writer that restarted a timer without removing the claim on it."""
-    _, worker, store = world
+    _, worker, _ = world
     shard, tid = keys.timer_shard("c1"), "cart_abandonment|c1"
     later = T0 + 30 * MINUTE
     redis_sync.zadd(keys.timer_inflight(shard), {tid: T0 - MINUTE})
@@ -251,10 +254,7 @@ async def test_a_lapsed_claim_beside_a_later_schedule_is_dropped_not_fired(
     assert await worker.fire_due() == 0
     assert flag(redis_sync, "c1") is None
     assert redis_sync.zcard(keys.timer_inflight(shard)) == 0, "the stale claim is gone"
-    assert await store.pending_timers(shard) == {tid: later}
-    clock.advance(minutes=30)
-    assert await worker.fire_due() == 1
-    assert flag(redis_sync, "c1") == later + 3 * 86_400_000
+    await fires_when_due(world, clock, redis_sync, later)
 
 
 async def test_a_worker_whose_claim_was_taken_over_neither_fires_nor_completes_it(
@@ -377,26 +377,20 @@ async def test_a_cart_add_sent_late_does_not_pull_the_wait_earlier(world: World,
     clock.advance(minutes=1)
     assert await worker.fire_due() == 0, "the customer is still shopping"
     assert flag(redis_sync, "c1") is None
-    assert await world[2].pending_timers(keys.timer_shard("c1")) == {"cart_abandonment|c1": T0 + 30 * MINUTE}
-    clock.advance(minutes=30)
-    assert await worker.fire_due() == 1
-    assert flag(redis_sync, "c1") == T0 + 30 * MINUTE + 3 * 86_400_000
+    await fires_when_due(world, clock, redis_sync, T0 + 30 * MINUTE)
 
 
 async def test_a_checkout_sent_late_dated_before_the_latest_cart_add_leaves_its_wait_running(
     world: World, clock: FixedClock, redis_sync: Redis
 ) -> None:
-    service, worker, store = world
+    service, _, _ = world
     await cart_add(service, "c1")
     clock.advance(minutes=20)
     await cart_add(service, "c1")  # the wait starts again: due at T0 + 50 minutes
     late = Event("late-co", "c1", "checkout", T0 + 10 * MINUTE)  # the checkout of the first cart, sent late
     await service.record_events([late])
-    assert await store.pending_timers(keys.timer_shard("c1")) == {"cart_abandonment|c1": T0 + 50 * MINUTE}
     assert redis_sync.get(keys.timer_mark("c1", "cart_abandonment|c1")) == str(T0 + 50 * MINUTE).encode()
-    clock.advance(minutes=31)
-    assert await worker.fire_due() == 1, "the second cart was never checked out"
-    assert flag(redis_sync, "c1") == T0 + 50 * MINUTE + 3 * 86_400_000
+    await fires_when_due(world, clock, redis_sync, T0 + 50 * MINUTE)  # the second cart was never checked out
 
 
 async def test_a_checkout_dated_after_the_wait_still_stops_a_timer_not_yet_fired(
