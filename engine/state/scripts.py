@@ -206,6 +206,17 @@ return 1
 # before `since` go, at most `kept` newest stay, and the key lapses `window` ms after its last
 # entry. Shared, as text, by COUNT_OCCURRENCE, INCREMENT and FIRE_TIMER, which add it in their own
 # scripts.
+# Whether a timer's mark (its due, or `fired:<due>`) is for a later due than ARGV's: a newer start
+# stands against an older start or cancel. Shared by SET_TIMER_MARK and CANCEL_TIMER_MARK.
+_MARK_LATER_THAN = """
+local function mark_later_than(key, due)
+  local cur = redis.call('GET', key)
+  local at = cur and tonumber((string.gsub(cur, '^fired:', '')))
+  if not at then return false end
+  return at > tonumber(due)
+end
+"""
+
 _ADD_OCCURRENCE = """
 local function add_occurrence(key, member, ts, since, window, kept)
   redis.call('ZADD', key, ts, member)
@@ -245,23 +256,23 @@ return n
 # KEYS: a timer's mark in its customer's slot (keys.timer_mark). ARGV: the timer's due time, how
 # long to keep the mark (ms). Set unless the mark already names a later due time, pending or fired:
 # a late event must not restart the timer a newer one started, nor again one that fired since.
-SET_TIMER_MARK = """
-local cur = redis.call('GET', KEYS[1])
-local at = cur and tonumber((string.gsub(cur, '^fired:', '')))
-if at and at > tonumber(ARGV[1]) then return 0 end
+SET_TIMER_MARK = (
+    _MARK_LATER_THAN
+    + """
+if mark_later_than(KEYS[1], ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
+)
 
 # KEYS: a timer's mark. ARGV: the latest due the cancel reaches (see SCHEDULE_TIMERS).
-CANCEL_TIMER_MARK = """
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local at = tonumber((string.gsub(cur, '^fired:', '')))
-if at and at > tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
+CANCEL_TIMER_MARK = (
+    _MARK_LATER_THAN
+    + """
+if mark_later_than(KEYS[1], ARGV[1]) then return 0 end
+return redis.call('DEL', KEYS[1])
 """
+)
 
 # KEYS: the customer's `last` hash. ARGV: event type, the event's time, its entry (JSON with
 # `ts`), the engine's time now ('' for none). Keeps the newest event of each type by its own time,
