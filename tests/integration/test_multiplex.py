@@ -43,6 +43,26 @@ async def test_concurrent_callers_share_writes_and_each_gets_its_own_replies(mux
     assert mux.in_flight == 0
 
 
+async def test_commands_issued_while_a_batch_awaits_its_replies_go_out_together_once_it_is_answered(
+    mux: Multiplexer, redis_sync: Redis
+) -> None:
+    redis_sync.mset({"a": "1", "b": "2", "c": "3"})
+    assert await mux.execute(("PING",)) == [b"PONG"]  # connected, nothing unanswered
+    writes = mux.writes
+    ahead = asyncio.ensure_future(mux.execute(("BLPOP", "never-filled", 0.2)))  # answers (nil) after 0.2 s
+    await asyncio.sleep(0.02)
+    assert mux.writes == writes + 1, "a command with nothing ahead of it goes out at once"
+    held = []
+    for key in "abc":  # one per loop turn, as gRPC's server hands requests over
+        held.append(asyncio.ensure_future(mux.execute(("GET", key))))
+        await asyncio.sleep(0)
+    assert mux.writes == writes + 1, "held while the batch ahead awaits its reply"
+    assert [await f for f in held] == [[b"1"], [b"2"], [b"3"]]
+    assert await ahead == [None]
+    assert mux.writes == writes + 2, "the three went out in one write"
+    assert mux.in_flight == 0
+
+
 async def test_an_error_reply_is_returned_in_place_and_the_rest_still_answer(mux: Multiplexer, redis_sync: Redis) -> None:
     redis_sync.set("s", "text")
     replies = await mux.execute(("INCR", "s"), ("EVALSHA", "0" * 40, 0), ("GET", "s"))
