@@ -191,9 +191,8 @@ class RedisStore:
 
         The hot-path calls (a decision's read and its write-back) skip redis-py's command
         machinery (pool checkout, retries, callbacks, observability hooks), which in profiles
-        cost more than the decision itself, and are batched with every other request's commands
-        issued in the same loop turn (see engine.state.multiplex). Replies that are errors are
-        returned, not raised.
+        cost more than the decision itself, and are batched with other requests' commands (see
+        engine.state.multiplex). Replies that are errors are returned, not raised.
         """
         try:
             return await self.multiplexer.execute(*commands, within_s=self.timeout_s)
