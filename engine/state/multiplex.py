@@ -9,13 +9,14 @@ Here commands are queued and go out together in one write; replies come back in 
 Redis received the commands (its protocol guarantees it) and are handed to their callers from
 one read callback. A queue is written when the loop turn that started it ends, unless a batch
 already written is still waiting for replies: then it goes out as soon as the last of those
-comes back (Nagle's rule, applied to a pipeline). Waiting costs the commands nothing, since
-Redis runs one connection's commands in order and would not start them before the batch ahead
-anyway, and it lets batches grow with load. That matters most where requests arrive one per
-loop turn, as gRPC's server hands them over: flushing per turn then sent most decisions' reads
-and writes one at a time. Nothing waits for a batch to fill: a command with nothing ahead of
-it goes out in the turn it was issued, so the added latency is zero when idle. The same
-technique is what ioredis calls auto-pipelining and StackExchange.Redis calls multiplexing.
+comes back (Nagle's rule, applied to a pipeline). Waiting costs the commands little: Redis
+runs one connection's commands in order, so they could not start before the batch ahead
+anyway, and what they wait for beyond that is its replies reaching this process. It lets
+batches grow with load, which matters most where requests arrive one per loop turn, as gRPC's
+server hands them over: flushing per turn sent most decisions' reads and writes one at a time.
+Nothing waits for a batch to fill: a command with nothing ahead of it goes out in the turn it
+was issued, so the added latency is zero when idle. The same technique is what ioredis calls
+auto-pipelining and StackExchange.Redis calls multiplexing.
 
 A caller that gives up (its timeout fires) leaves its slot in the queue: its reply is read and
 dropped when it comes, so the connection never falls out of step. A broken connection fails
