@@ -189,7 +189,9 @@ class StoredDecision:
     policy: str = "greedy"
     """How the list was picked: the exploration policy, or `holdout` (uniformly at random)."""
     model: dict[str, Any] | None = None
-    """`{id, version, fingerprint}` of the response model that scored the candidates, if any."""
+    """`{id, version, fingerprint}` of the response model that scored the candidates, if any;
+    with `holdout: exempt` when the customer is in that model's holdout but this placement served
+    them as it serves everyone (engine.decision.pipeline.assigned_policy)."""
     inputs: dict[str, Any] | None = None
     """The customer and context fields the model read, so learning uses what the model saw."""
     candidates: list[dict[str, Any]] | None = None

@@ -150,6 +150,10 @@ def context_weight(t: CompiledTreatment, ctx: EvalContext) -> float:
 
 _HOLDOUT = ExplorationPolicy.holdout()
 
+HOLDOUT_EXEMPT = {"holdout": "exempt"}
+"""Added to a decision's model entry when the customer is in the model's holdout but the
+placement served them as it serves everyone (see `assigned_policy`)."""
+
 
 @functools.lru_cache(maxsize=256)
 def runtime_policy(config: EpsilonGreedy | Softmax | Thompson | Greedy) -> ExplorationPolicy:
@@ -171,12 +175,25 @@ def policy_for(spec: ModelSpec | None, placement: str | None, customer_id: str) 
     such as the agent's single prompt out of the holdout), so the policy returned, and logged with
     the decision, is the one that chose at this placement.
     """
+    return assigned_policy(spec, placement, customer_id)[0]
+
+
+def assigned_policy(spec: ModelSpec | None, placement: str | None, customer_id: str) -> tuple[ExplorationPolicy, bool]:
+    """`policy_for`, and whether the customer is one of the model's holdout whom this placement's
+    own, smaller share serves as everyone else is served there (`exempt`).
+
+    An exempt decision is logged as such (`HOLDOUT_EXEMPT` in the decision's model entry): its
+    policy alone would make the customer look treated, and the ROI report would then take the
+    holdout's members who happen to use such a placement (the callers, for the agent's prompt)
+    out of the holdout.
+    """
     if spec is None:
-        return ExplorationPolicy.greedy()
+        return ExplorationPolicy.greedy(), False
     config, share = spec.exploration_for(placement)
     if in_holdout(customer_id, share, spec.id):
-        return _HOLDOUT
-    return runtime_policy(config)
+        return _HOLDOUT, False
+    exempt = share < spec.holdout_share and in_holdout(customer_id, spec.holdout_share, spec.id)
+    return runtime_policy(config), exempt
 
 
 @dataclass(slots=True)
@@ -288,8 +305,9 @@ def decide(
 
     limits = rules.limits(request.placement, request.limit)
     budgets = group_budgets(rules, state.caps_day, state.caps_week)
+    exempt = False
     if policy is None:
-        policy = policy_for(model.spec if model else None, request.placement, request.customer_id)
+        policy, exempt = assigned_policy(model.spec if model else None, request.placement, request.customer_id)
     chosen: list[ChosenTreatment] = []
     candidates: tuple[dict[str, Any], ...] = ()
     if suitable:
@@ -346,7 +364,7 @@ def decide(
         tuple(counters),
         fallback,
         policy=policy.kind if not fallback else "fallback",
-        model=model.label if model else None,
+        model=(model.label | HOLDOUT_EXEMPT if exempt else model.label) if model else None,
         inputs=model.inputs(state.profile, request.context) if model else None,
         candidates=candidates,
         value=value,

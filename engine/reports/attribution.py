@@ -177,10 +177,13 @@ class Ledger:
 
 def _sort_into_arm(c: CustomerBook, d: Mapping[str, Any], shown: frozenset[str]) -> None:
     policy = d.get("policy")
+    model = d.get("model")
     if policy == "holdout":
         c.holdout = True
     elif d.get("fallback") or policy == "fallback" or not shown:
         return  # the same answer in either arm: it says nothing about which one the customer is in
+    elif isinstance(model, Mapping) and model.get("holdout") == "exempt":
+        return  # a member of the holdout, served at a placement that exempts it: the same answer too
     elif isinstance(policy, str):
         c.treated = True
     else:

@@ -34,7 +34,10 @@ The levels
    customers. Treated: at least one decision chosen by a policy other than ``holdout`` that
    showed something other than the fallback. Holdout: at least one ``holdout`` decision and none
    that treated; fallback answers do not disqualify, because every customer gets the same
-   fallback whichever arm they are in. A decision recorded without its policy cannot tell the
+   fallback whichever arm they are in, and nor do answers at a placement that exempts the
+   holdout's members (logged ``holdout: exempt``, as the agent's prompt does), for the same
+   reason: without this, the holdout would lose its members who use such a placement, the
+   callers say, and stop being a random share of customers. A decision recorded without its policy cannot tell the
    arms apart, so a customer whose arm depends on one is left out, as is a customer whose first
    decision recorded no value or who has no current value (the notes count each). Means are
    plain means over customers. The holdout is shown a
@@ -290,7 +293,7 @@ def _value(ledger: Ledger, current_value: Mapping[str, tuple[float, float | None
                 + (
                     "a decision recorded without its policy hides their arm"
                     if c.policy_unknown
-                    else "in neither arm (only fallback or empty answers)"
+                    else "in neither arm (only fallback, empty or holdout-exempt answers)"
                 )
             )
             continue

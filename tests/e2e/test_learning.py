@@ -119,10 +119,14 @@ def test_shipped_holdout_leaves_the_agent_prompt_alone_and_logs_the_policy_that_
     assert set(sales) == {"welcome_coupon", "credit_card_offer"}, sales
     records = [orjson.loads(f[b"d"]) for _, f in redis_sync.xrange(STREAM_DECISIONS)]
     policies: dict[tuple[str, str | None], set[str]] = collections.defaultdict(set)
+    exempt: dict[tuple[str, str | None], set[str | None]] = collections.defaultdict(set)
     for r in records:
         policies[(r["customer_id"], r.get("placement"))].add(r["policy"])
+        exempt[(r["customer_id"], r.get("placement"))].add(r["model"].get("holdout"))
     assert policies == {
         (held, "agent_prompt"): {"greedy"},
         (control, "agent_prompt"): {"greedy"},
         (held, None): {"holdout"},
     }
+    # The held customer's prompts say they were exempted, so the ROI report keeps them in the holdout.
+    assert exempt == {(held, "agent_prompt"): {"exempt"}, (control, "agent_prompt"): {None}, (held, None): {None}}

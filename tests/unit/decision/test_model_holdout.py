@@ -64,16 +64,21 @@ def test_holdout_customers_get_the_greedy_prompt_at_agent_prompt_and_random_trea
     assert {"credit_card_offer", "ask_party_size"} <= candidates, "a random prompt could be a sales offer"
     best = greedy.treatments[0].id
 
+    assert greedy.model is not None and "holdout" not in greedy.model
     for customer_id, seed in itertools.product(held, range(40)):
         plan = plan_for(rules, registry, customer_id, "call_center", "agent_prompt", seed)
         assert plan.policy == "greedy", f"{customer_id} is held out of the model, not out of the agent's prompt"
         assert [(t.id, t.selection_probability) for t in plan.treatments] == [(best, 1.0)]
+        # ...and the record says so, for the ROI report to keep the caller in the holdout
+        assert plan.model is not None and plan.model["holdout"] == "exempt"
+        assert plan.model["id"] == agent_model.spec.id
 
     assert in_holdout(held[0], web_model.spec.holdout_share, web_model.spec.id)
     sales: collections.Counter[str] = collections.Counter()
     for seed in range(60):
         plan = plan_for(rules, registry, held[0], "web", None, seed)
         assert plan.policy == "holdout"
+        assert plan.model is not None and "holdout" not in plan.model  # held out here, not exempted
         (offer,) = [t for t in plan.treatments if t.group == "sales"]
         assert offer.selection_probability == pytest.approx(1 / 2, abs=1e-6)
         sales[offer.id] += 1

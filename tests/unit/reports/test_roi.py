@@ -25,6 +25,7 @@ ECONOMICS = {
     "loyalty_msg": TreatmentEconomics(brand="zenith"),  # free to show and to accept
 }
 # "old_offer" was removed from the rule set since it was shown.
+IN_NEITHER_ARM = "in neither arm (only fallback, empty or holdout-exempt answers)"
 
 
 def decision(
@@ -36,6 +37,7 @@ def decision(
     policy: str | None = "greedy",
     value: Mapping[str, Any] | None = None,
     fallback: bool = False,
+    model: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     d: dict[str, Any] = {
         "decision_id": decision_id,
@@ -54,6 +56,8 @@ def decision(
         d["policy"] = policy
     if value is not None:
         d["value"] = value
+    if model is not None:
+        d["model"] = model
     return d
 
 
@@ -363,8 +367,27 @@ def test_fallback_answers_do_not_move_a_customer_out_of_the_holdout() -> None:
     current = {c: (1.0, None) for c in ("hana", "ivan", "jo", "kim", "lee")}
     r = roi_report(decisions, [], ECONOMICS, current, since_ms=SINCE, until_ms=UNTIL)
     assert (r.value.treated.customers, r.value.holdout.customers) == (2, 1)
-    assert "1 customers left out of the value comparison: in neither arm (only fallback or empty answers)" in r.notes
+    assert "1 customers left out of the value comparison: " + IN_NEITHER_ARM in r.notes
     assert "1 customers left out of the value comparison: a decision recorded without its policy hides their arm" in r.notes
+
+
+def test_answers_where_the_placement_exempts_the_holdout_do_not_move_a_member_out_of_it() -> None:
+    v0 = {"equity": 0.0}
+    scored = {"id": "response", "version": 3}
+    exempt = {**scored, "holdout": "exempt"}  # as engine.decision.pipeline logs it
+    decisions = [
+        # mia: held out on the web, and a caller, whom the agent's prompt serves as everyone -> holdout
+        decision("a", "mia", T0, ["spring_coupon"], policy="holdout", value=v0, model=scored),
+        decision("b", "mia", T0 + 1, ["spring_banner"], policy="greedy", value=v0, model=exempt),
+        # ned: a member who only ever called -> in neither arm
+        decision("c", "ned", T0, ["spring_banner"], policy="greedy", value=v0, model=exempt),
+        # oz: not a member; the same greedy answer treats him -> treated
+        decision("d", "oz", T0, ["spring_banner"], policy="greedy", value=v0, model=scored),
+    ]
+    current = {c: (1.0, None) for c in ("mia", "ned", "oz")}
+    r = roi_report(decisions, [], ECONOMICS, current, since_ms=SINCE, until_ms=UNTIL)
+    assert (r.value.treated.customers, r.value.holdout.customers) == (1, 1)
+    assert "1 customers left out of the value comparison: " + IN_NEITHER_ARM in r.notes
 
 
 def test_customers_without_a_current_value_are_left_out_and_noted() -> None:
