@@ -12,7 +12,7 @@ against 20, and a decision builds about a hundred fields' worth of records.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Channel = Literal["web", "mobile_app", "call_center", "email", "sms", "push", "social"]
@@ -206,6 +206,16 @@ class StoredDecision:
 
     def treatment_ids(self) -> list[str]:
         return [t["id"] for t in self.treatments]
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> StoredDecision:
+        """A record as read back, without the fields this version does not know. While a new
+        version rolls out, processes of the old one read records the new one wrote; a field
+        added to the record must not make them refuse it (and drop the feedback it answers)."""
+        return cls(**{k: v for k, v in data.items() if k in _STORED_FIELDS})
+
+
+_STORED_FIELDS = frozenset(f.name for f in fields(StoredDecision))
 
 
 @dataclass(slots=True)

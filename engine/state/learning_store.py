@@ -184,7 +184,7 @@ class LearningStore:
         pipe = self.client.pipeline(transaction=False)
         for d in decision_ids:
             pipe.get(keys.decision(d))
-        return [StoredDecision(**orjson.loads(r)) if r else None for r in await pipe.execute()]
+        return [StoredDecision.from_stored(orjson.loads(r)) if r else None for r in await pipe.execute()]
 
     async def decisions_with_ttl(self, decision_ids: Sequence[str]) -> list[tuple[StoredDecision | None, int]]:
         """Each record with the ms it has left to live (negative: no expiry set), so what is
@@ -197,7 +197,7 @@ class LearningStore:
             pipe.pttl(keys.decision(d))
         replies = await pipe.execute()
         return [
-            (StoredDecision(**orjson.loads(raw)) if raw else None, int(ttl))
+            (StoredDecision.from_stored(orjson.loads(raw)) if raw else None, int(ttl))
             for raw, ttl in zip(replies[::2], replies[1::2], strict=True)
         ]
 

@@ -456,7 +456,7 @@ class RedisStore:
             if raw is None:
                 return None, False
             claimed = await self.client.set(keys.feedback_seen(feedback_id), b"1", nx=True, ex=self.decision_ttl_s)
-        return StoredDecision(**orjson.loads(raw)), bool(claimed)
+        return StoredDecision.from_stored(orjson.loads(raw)), bool(claimed)
 
     async def release_feedback(self, feedback_id: str) -> None:
         with contextlib.suppress(StoreUnavailable):

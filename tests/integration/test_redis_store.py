@@ -203,6 +203,15 @@ async def test_feedback_joins_a_stored_decision_once(counted: tuple[RedisStore, 
     assert entry["decision_id"] == D1 and entry["customer_id"] == "c1" and entry["value"] == 12.5
 
 
+async def test_a_record_written_by_a_newer_version_is_still_read(counted: tuple[RedisStore, Writes], redis_sync: Redis) -> None:
+    """During a rolling upgrade this version reads records with fields it does not know yet."""
+    store, _ = counted
+    record = StoredDecision(D1, "c1", "web", None, T0, "v1", [{"id": "a", "group": "g", "score": 1.0, "propensity": 0.1}])
+    redis_sync.set(keys.decision(D1), orjson.dumps({**orjson.loads(orjson.dumps(record)), "added_later": {"x": 1}}))
+    found, new = await store.claim_feedback("f1", D1)
+    assert found == record and new
+
+
 async def test_value_facts_are_summed_and_min_maxed_in_redis_as_merge_says(counted: tuple[RedisStore, Writes]) -> None:
     store, _ = counted
     config = EquityConfig.default()
