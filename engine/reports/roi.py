@@ -37,10 +37,10 @@ The levels
    fallback whichever arm they are in, and nor do answers at a placement that exempts the
    holdout's members (logged ``holdout: exempt``, as the agent's prompt does), for the same
    reason: without this, the holdout would lose its members who use such a placement, the
-   callers say, and stop being a random share of customers. A decision recorded without its policy cannot tell the
-   arms apart, so a customer whose arm depends on one is left out, as is a customer whose first
-   decision recorded no value or who has no current value (the notes count each). Means are
-   plain means over customers. The holdout is shown a
+   callers say, and stop being a random share of customers. A decision recorded without its
+   policy cannot tell the arms apart, so a customer whose arm depends on one is left out, as is
+   a customer whose first decision recorded no value or who has no current value (the notes
+   count each). Means are plain means over customers. The holdout is shown a
    uniformly random choice among the same eligible treatments, so the difference measures what
    the engine's choice adds over a random one, not the worth of contacting customers at all.
    The interval is Welch's t interval at 95% (:mod:`engine.reports.welch`), which does not
