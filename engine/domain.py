@@ -217,6 +217,17 @@ class StoredDecision:
 
 _STORED_FIELDS = frozenset(f.name for f in fields(StoredDecision))
 
+_HOLDOUT_KEY, _EXEMPT = "holdout", "exempt"
+HOLDOUT_EXEMPT: Mapping[str, str] = {_HOLDOUT_KEY: _EXEMPT}
+"""Added to a decision's model entry (StoredDecision.model) when the customer is in that model's
+holdout but the placement served them as it serves everyone (engine.decision.pipeline.assigned_policy)."""
+
+
+def holdout_exempt(model: object) -> bool:
+    """Whether a stored decision's model entry says so (HOLDOUT_EXEMPT): the ROI report then
+    counts the answer in neither arm."""
+    return isinstance(model, Mapping) and model.get(_HOLDOUT_KEY) == _EXEMPT
+
 
 @dataclass(slots=True)
 class EventEffects:

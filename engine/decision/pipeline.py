@@ -22,7 +22,7 @@ import numpy as np
 from engine.decision import verdicts as explained
 from engine.decision.exploration import ExplorationPolicy, in_holdout, select_slate
 from engine.decision.suitability import cap_reason, group_budgets
-from engine.domain import ChosenTreatment, CustomerState, DecisionRequest, Verdict
+from engine.domain import HOLDOUT_EXEMPT, ChosenTreatment, CustomerState, DecisionRequest, Verdict
 from engine.equity.value import CustomerValue, ValueModel
 from engine.learning.serving import ServedModel
 from engine.learning.spec import EpsilonGreedy, Greedy, ModelSpec, Softmax, Thompson
@@ -149,10 +149,6 @@ def context_weight(t: CompiledTreatment, ctx: EvalContext) -> float:
 
 
 _HOLDOUT = ExplorationPolicy.holdout()
-
-HOLDOUT_EXEMPT = {"holdout": "exempt"}
-"""Added to a decision's model entry when the customer is in the model's holdout but the
-placement served them as it serves everyone (see `assigned_policy`)."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -364,7 +360,7 @@ def decide(
         tuple(counters),
         fallback,
         policy=policy.kind if not fallback else "fallback",
-        model=(model.label | HOLDOUT_EXEMPT if exempt else model.label) if model else None,
+        model=({**model.label, **HOLDOUT_EXEMPT} if exempt else model.label) if model else None,
         inputs=model.inputs(state.profile, request.context) if model else None,
         candidates=candidates,
         value=value,

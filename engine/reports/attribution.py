@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.domain import holdout_exempt
 from engine.errors import InvalidInput
 
 __all__ = ["UNKNOWN_TIER", "CustomerBook", "Ledger", "TreatmentBook", "TreatmentEconomics", "attribute", "finite"]
@@ -177,12 +178,11 @@ class Ledger:
 
 def _sort_into_arm(c: CustomerBook, d: Mapping[str, Any], shown: frozenset[str]) -> None:
     policy = d.get("policy")
-    model = d.get("model")
     if policy == "holdout":
         c.holdout = True
     elif d.get("fallback") or policy == "fallback" or not shown:
         return  # the same answer in either arm: it says nothing about which one the customer is in
-    elif isinstance(model, Mapping) and model.get("holdout") == "exempt":
+    elif holdout_exempt(d.get("model")):
         return  # a member of the holdout, served at a placement that exempts it: the same answer too
     elif isinstance(policy, str):
         c.treated = True
