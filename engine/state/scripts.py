@@ -108,17 +108,17 @@ return out
 # event (SET_TIMER_MARK and CANCEL_TIMER_MARK treat its mark alike). A stored timer without a
 # due is cancelled whatever the bound.
 SCHEDULE_TIMERS = """
-local function held_due(id)
+local function stored_later_than(id, due)
   local stored = redis.call('HGET', KEYS[3], id)
   local ok, held = false, nil
   if stored then ok, held = pcall(cjson.decode, stored) end
-  return ok and type(held) == 'table' and tonumber(held.due) or nil
+  local at = ok and type(held) == 'table' and tonumber(held.due)
+  return at and at > tonumber(due) or false
 end
 local n = tonumber(ARGV[1])
 for i = 0, n - 1 do
-  local id, due = ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i])
-  local held = held_due(id)
-  if not (held and held > due) then
+  local id, due = ARGV[2 + 3 * i], ARGV[3 + 3 * i]
+  if not stored_later_than(id, due) then
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZADD', KEYS[1], due, id)
     redis.call('HSET', KEYS[3], id, ARGV[4 + 3 * i])
@@ -126,8 +126,7 @@ for i = 0, n - 1 do
 end
 for i = 2 + 3 * n, #ARGV, 2 do
   local id = ARGV[i]
-  local held = held_due(id)
-  if not (held and held > tonumber(ARGV[i + 1])) then
+  if not stored_later_than(id, ARGV[i + 1]) then
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[3], id)
