@@ -47,6 +47,12 @@ def flag(redis_sync: Redis, customer: str) -> int | None:
     return int(raw) if raw else None
 
 
+async def fires_nothing_yet(worker: TimerWorker, redis_sync: Redis, why: str = "") -> None:
+    """No timer fires now, and c1 has no flag yet."""
+    assert await worker.fire_due() == 0, why
+    assert flag(redis_sync, "c1") is None
+
+
 async def fires_when_due(world: World, clock: FixedClock, redis_sync: Redis, due: int) -> None:
     """c1's cart wait is pending until `due`, fires once the clock gets there, and its flag runs from `due`."""
     _, worker, store = world
@@ -74,8 +80,7 @@ async def test_a_cancelled_timer_never_fires(world: World, clock: FixedClock, re
     await cart_add(service, "c1")
     await service.record_events([Event("co", "c1", "checkout")])
     clock.advance(hours=1)
-    assert await worker.fire_due() == 0
-    assert flag(redis_sync, "c1") is None
+    await fires_nothing_yet(worker, redis_sync)
 
 
 async def test_a_timer_claimed_by_a_dead_worker_fires_after_its_lease(world: World, clock: FixedClock, redis_sync: Redis) -> None:
@@ -85,8 +90,7 @@ async def test_a_timer_claimed_by_a_dead_worker_fires_after_its_lease(world: Wor
     shard = keys.timer_shard("c1")
     claimed = await store.claim_timers(shard, clock.now_ms(), 10, clock.now_ms() + MINUTE)  # ... and the worker dies here
     assert [tid for tid, _ in claimed] == ["cart_abandonment|c1"]
-    assert await worker.fire_due() == 0, "claimed and leased: not fired twice at once"
-    assert flag(redis_sync, "c1") is None
+    await fires_nothing_yet(worker, redis_sync, "claimed and leased: not fired twice at once")
     clock.advance(minutes=2)
     assert await worker.fire_due() == 1, "the lease lapsed: another worker fires it"
     assert flag(redis_sync, "c1") is not None
@@ -235,8 +239,7 @@ async def test_a_timer_restarted_while_a_dead_worker_held_it_waits_for_its_new_d
     assert await store.claim_timers(shard, clock.now_ms(), 10, clock.now_ms() + MINUTE)  # ... and the worker dies here
     await cart_add(service, "c1")  # due again at T0 + 61 min
     clock.advance(minutes=2)  # the dead worker's lease has lapsed
-    assert await worker.fire_due() == 0, "not before its new due time"
-    assert flag(redis_sync, "c1") is None
+    await fires_nothing_yet(worker, redis_sync, "not before its new due time")
     await fires_when_due(world, clock, redis_sync, T0 + 61 * MINUTE)
 
 
@@ -251,8 +254,7 @@ async def test_a_lapsed_claim_beside_a_later_schedule_is_dropped_not_fired(
     redis_sync.zadd(keys.timer_due(shard), {tid: later})
     payload = {"trigger": "cart_abandonment", "customer_id": "c1", "due": later, "event_id": "e-late"}
     redis_sync.hset(keys.timer_data(shard), tid, orjson.dumps(payload))
-    assert await worker.fire_due() == 0
-    assert flag(redis_sync, "c1") is None
+    await fires_nothing_yet(worker, redis_sync)
     assert redis_sync.zcard(keys.timer_inflight(shard)) == 0, "the stale claim is gone"
     await fires_when_due(world, clock, redis_sync, later)
 
@@ -375,8 +377,7 @@ async def test_a_cart_add_sent_late_does_not_pull_the_wait_earlier(world: World,
     late = Event("late-add", "c1", "cart_add", T0 - 2 * 60 * MINUTE, attributes={"sku": "B", "price": 5})
     await service.record_events([late])  # from two hours ago: its wait ended long since
     clock.advance(minutes=1)
-    assert await worker.fire_due() == 0, "the customer is still shopping"
-    assert flag(redis_sync, "c1") is None
+    await fires_nothing_yet(worker, redis_sync, "the customer is still shopping")
     await fires_when_due(world, clock, redis_sync, T0 + 30 * MINUTE)
 
 
@@ -400,6 +401,5 @@ async def test_a_checkout_dated_after_the_wait_still_stops_a_timer_not_yet_fired
     await cart_add(service, "c1")
     clock.advance(minutes=45)  # due 15 minutes ago; the worker has not run
     await service.record_events([Event("co", "c1", "checkout")])
-    assert await worker.fire_due() == 0, "no reminder of a cart the customer has checked out"
-    assert flag(redis_sync, "c1") is None
+    await fires_nothing_yet(worker, redis_sync, "no reminder of a cart the customer has checked out")
     assert await store.pending_timers(keys.timer_shard("c1")) == {}
