@@ -101,6 +101,8 @@ from typing import Literal
 import numpy as np
 from numba import njit
 
+from engine.scoring.kernels import propensity_of
+
 PolicyKind = Literal["greedy", "epsilon_greedy", "softmax", "random", "holdout", "thompson"]
 Method = Literal["enumeration", "race_integral", "monte_carlo"]
 
@@ -904,6 +906,42 @@ def _draw_and_enumerate(
     return chosen, full, exact, logw, True
 
 
+@njit(cache=True, nogil=True)
+def _score_and_draw(
+    idx: np.ndarray,
+    val: np.ndarray,
+    weights: np.ndarray,
+    bias: float,
+    inputs: np.ndarray,
+    code: int,
+    eps: float,
+    temperature: float,
+    gid: np.ndarray,
+    cap: np.ndarray,
+    slots: int,
+    u: np.ndarray,
+    path_bound: int,
+    out: np.ndarray,
+) -> tuple[np.ndarray, bool, bool]:
+    """A decision's scoring and `_draw_and_enumerate` in one compiled call.
+
+    `inputs` rows: each candidate's prior mean, prior strength, model evidence and multiplier
+    (engine.scoring.kernels has the maths). Fills `out` with the propensities, the priorities
+    and the selection probabilities; returns (chosen, exact, valid) as `_draw_and_enumerate`.
+    Results are written into the caller's array rather than returned because each array a
+    kernel returns costs a conversion on the way out, and at a handful of candidates the calls
+    and conversions, not the arithmetic, are what a decision pays for.
+    """
+    n = inputs.shape[1]
+    for i in range(n):
+        p = propensity_of(idx, val, weights, bias, i, inputs[0, i], inputs[1, i], inputs[2, i])
+        out[0, i] = p
+        out[1, i] = p * inputs[3, i]
+    chosen, full, exact, _, valid = _draw_and_enumerate(code, eps, out[1], temperature, gid, cap, slots, u, path_bound)
+    out[2, :] = full
+    return chosen, exact, valid
+
+
 # ---------------------------------------------------------------------------------------------
 # Python side: validation, group coding, and the choice of exact vs Monte Carlo.
 
@@ -1165,52 +1203,161 @@ def select_slate(
     per-group limit. `rng` makes the choice; the Monte Carlo estimate, when one is needed, uses
     `mc_rng` (default: a fresh generator seeded with MC_SEED).
     """
-    code = policy.code
     score = _priorities(priorities)
-    gid, cap, slots = _layout(groups, score.shape[0], limit, max_per_group, budgets)
-    eps = float(policy.epsilon)
-    a = b = mult = None
+    layout = _layout(groups, score.shape[0], limit, max_per_group, budgets)
+    code = policy.code
     if code == _THOMPSON:
-        logw, valid = _weights(code, score, policy.temperature)
-        if not valid:
-            raise ValueError(_INVALID_PRIORITIES)
-        chosen_arr = np.empty(0, np.int64)
-        if slots:
-            a, b, mult = _thompson_inputs(score.shape[0], alpha, beta, multiplier)
-            sampled = rng.beta(a, b) * mult
-            chosen_arr = _sample_slate(_GREEDY, 0.0, sampled, sampled, gid, cap, slots, np.zeros(slots))
-        tried = False
-    else:
-        # The hot path: weights, draw and enumeration in one compiled call.
-        u = rng.random(slots) if slots and code != _GREEDY else np.zeros(slots)
-        chosen_arr, full, exact, logw, valid = _draw_and_enumerate(
-            code, eps, score, policy.temperature, gid, cap, slots, u, _bound(code, path_bound)
+        return _thompson_slate(score, layout, policy, rng, alpha, beta, multiplier, mc_samples, mc_rng)
+    gid, cap, slots = layout
+    # The hot path: weights, draw and enumeration in one compiled call.
+    u = _uniforms(code, slots, rng)
+    chosen, full, exact, _, valid = _draw_and_enumerate(
+        code, float(policy.epsilon), score, policy.temperature, gid, cap, slots, u, _bound(code, path_bound)
+    )
+    return _drawn(score, layout, policy, chosen, full, exact, valid, mc_samples, mc_rng, path_bound)
+
+
+def select_scored(
+    idx: np.ndarray,
+    val: np.ndarray,
+    weights: np.ndarray,
+    bias: float,
+    inputs: np.ndarray,
+    groups: Sequence[object],
+    *,
+    limit: int,
+    max_per_group: int | None,
+    budgets: Mapping[object, int] | None = None,
+    policy: ExplorationPolicy,
+    rng: np.random.Generator,
+    mc_samples: int | None = None,
+    mc_rng: np.random.Generator | None = None,
+    path_bound: int | None = None,
+) -> tuple[SlateSelection, np.ndarray]:
+    """Score the candidates and choose a slate from their priorities, as `select_slate` does;
+    returns the slate and a float64[3, n] of every candidate's propensity, priority and
+    selection probability (zeros where only the shown were computed).
+
+    The serving pipeline's call: scoring and drawing are one compiled call (`_score_and_draw`).
+    `idx`, `val`, `weights` and `bias` are the model's, as engine.scoring.kernels takes them;
+    `inputs` rows are each candidate's prior mean, prior strength, model evidence, multiplier,
+    and the Beta posterior's alpha and beta (read by Thompson only).
+    """
+    n = inputs.shape[1]
+    layout = _layout(groups, n, limit, max_per_group, budgets)
+    gid, cap, slots = layout
+    code = policy.code
+    thompson = code == _THOMPSON
+    out = np.empty((3, n), np.float64)
+    # Thompson draws from `rng` in Python, so the kernel only scores (greedy over no slots).
+    u = _uniforms(code, 0 if thompson else slots, rng)
+    chosen, exact, valid = _score_and_draw(
+        idx,
+        val,
+        weights,
+        bias,
+        inputs,
+        _GREEDY if thompson else code,
+        float(policy.epsilon),
+        policy.temperature,
+        gid,
+        cap,
+        0 if thompson else slots,
+        u,
+        _bound(code, path_bound),
+        out,
+    )
+    score = out[1]
+    if thompson:
+        return _thompson_slate(score, layout, policy, rng, inputs[4], inputs[5], inputs[3], mc_samples, mc_rng), out
+    return _drawn(score, layout, policy, chosen, out[2], exact, valid, mc_samples, mc_rng, path_bound), out
+
+
+_Layout = tuple[np.ndarray, np.ndarray, int]
+
+
+def _uniforms(code: int, slots: int, rng: np.random.Generator) -> np.ndarray:
+    """The uniform draws that choose the slots (greedy draws none)."""
+    return rng.random(slots) if slots and code != _GREEDY else np.zeros(slots)
+
+
+def _drawn(
+    score: np.ndarray,
+    layout: _Layout,
+    policy: ExplorationPolicy,
+    chosen: np.ndarray,
+    full: np.ndarray,
+    exact: bool,
+    valid: bool,
+    mc_samples: int | None,
+    mc_rng: np.random.Generator | None,
+    path_bound: int | None,
+) -> SlateSelection:
+    """The selection of a slate drawn by the compiled call, estimating the selection
+    probabilities where its enumeration was over the bound."""
+    if not valid:
+        raise ValueError(_INVALID_PRIORITIES)
+    if exact:
+        return SlateSelection(
+            chosen=tuple(chosen.tolist()),
+            selection_probability=tuple(full[chosen].tolist()),
+            marginals=full,
+            method="enumeration",
+            policy=policy.kind,
         )
-        if not valid:
-            raise ValueError(_INVALID_PRIORITIES)
-        if exact:
-            return SlateSelection(
-                chosen=tuple(chosen_arr.tolist()),
-                selection_probability=tuple(full[chosen_arr].tolist()),
-                marginals=full,
-                method="enumeration",
-                policy=policy.kind,
-            )
-        tried = True  # the compiled draw already tried enumerating, and found it over the bound
-    prep = _Prepared(code, eps, score, logw, gid, cap, slots)
-    full, shown, method = _estimate(
+    code = policy.code
+    logw, _ = _weights(code, score, policy.temperature)
+    prep = _Prepared(code, float(policy.epsilon), score, logw, *layout)
+    # The compiled draw already tried enumerating, and found it over the bound.
+    full_or_none, shown, method = _estimate(
         prep,
-        chosen_arr,
-        alpha=a,
-        beta=b,
-        multiplier=mult,
+        chosen,
+        alpha=None,
+        beta=None,
+        multiplier=None,
         mc_samples=mc_samples,
         mc_rng=mc_rng,
         path_bound=path_bound,
-        enumerated=tried,
+        enumerated=True,
     )
     return SlateSelection(
-        chosen=tuple(chosen_arr.tolist()),
+        chosen=tuple(chosen.tolist()),
+        selection_probability=tuple(shown.tolist()),
+        marginals=full_or_none,
+        method=method,
+        policy=policy.kind,
+    )
+
+
+def _thompson_slate(
+    score: np.ndarray,
+    layout: _Layout,
+    policy: ExplorationPolicy,
+    rng: np.random.Generator,
+    alpha: Sequence[float] | np.ndarray | None,
+    beta: Sequence[float] | np.ndarray | None,
+    multiplier: Sequence[float] | np.ndarray | None,
+    mc_samples: int | None,
+    mc_rng: np.random.Generator | None,
+) -> SlateSelection:
+    """One posterior draw per candidate, the slots filled greedily on draw × multiplier, and
+    the selection probabilities estimated (see the module docstring)."""
+    gid, cap, slots = layout
+    logw, valid = _weights(_THOMPSON, score, policy.temperature)
+    if not valid:
+        raise ValueError(_INVALID_PRIORITIES)
+    chosen = np.empty(0, np.int64)
+    a = b = mult = None
+    if slots:
+        a, b, mult = _thompson_inputs(score.shape[0], alpha, beta, multiplier)
+        sampled = rng.beta(a, b) * mult
+        chosen = _sample_slate(_GREEDY, 0.0, sampled, sampled, gid, cap, slots, np.zeros(slots))
+    prep = _Prepared(_THOMPSON, float(policy.epsilon), score, logw, gid, cap, slots)
+    full, shown, method = _estimate(
+        prep, chosen, alpha=a, beta=b, multiplier=mult, mc_samples=mc_samples, mc_rng=mc_rng, path_bound=None
+    )
+    return SlateSelection(
+        chosen=tuple(chosen.tolist()),
         selection_probability=tuple(shown.tolist()),
         marginals=full,
         method=method,
@@ -1242,10 +1389,20 @@ def warm_up() -> float:
     rng = np.random.default_rng(0)
     pri = np.array([0.3, 0.2, 0.1])
     groups = np.array([0, 0, 1])
-    for policy in (ExplorationPolicy.greedy(), ExplorationPolicy.epsilon_greedy(0.1), ExplorationPolicy.softmax(1.0)):
+    policies = (ExplorationPolicy.greedy(), ExplorationPolicy.epsilon_greedy(0.1), ExplorationPolicy.softmax(1.0))
+    for policy in policies:
         select_slate(pri, groups, limit=2, max_per_group=1, policy=policy, rng=rng)
         select_slate(pri, groups, limit=2, max_per_group=1, policy=policy, rng=rng, path_bound=0, mc_samples=2)
     ones = np.ones(3)
+    # As the pipeline calls the fused kernel: with or without a model, index matrices writable
+    # or read-only (the featurizer's cached layouts are read-only).
+    idx = np.array([[0, -1], [1, -1], [0, 1]], dtype=np.int32)
+    val = np.ones((3, 2), dtype=np.float32)
+    inputs = np.vstack((pri, ones, ones, ones, ones, ones))
+    for policy in (*policies, ExplorationPolicy.thompson()):
+        for writable in (True, False):
+            idx.flags.writeable = writable
+            select_scored(idx, val, np.zeros(2), 0.0, inputs, ["a", "a", "b"], limit=2, max_per_group=1, policy=policy, rng=rng)
     select_slate(
         pri,
         ["a", "a", "b"],

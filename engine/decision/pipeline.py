@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.decision import verdicts as explained
-from engine.decision.exploration import ExplorationPolicy, in_holdout, select_slate
+from engine.decision.exploration import ExplorationPolicy, in_holdout, select_scored
 from engine.decision.suitability import cap_reason, group_budgets
 from engine.domain import HOLDOUT_EXEMPT, ChosenTreatment, CustomerState, DecisionRequest, Verdict
 from engine.equity.value import CustomerValue, ValueModel
@@ -201,15 +201,28 @@ class Scores:
     beta: np.ndarray
 
 
-def score(
+@dataclass(slots=True)
+class ScoringInputs:
+    """What scoring reads, as the kernels take it: the model's feature matrices, weights and bias,
+    and `per_candidate` rows of prior mean, prior strength, model evidence, multiplier, and the
+    Beta posterior's alpha and beta."""
+
+    idx: np.ndarray
+    val: np.ndarray
+    weights: np.ndarray
+    bias: float
+    per_candidate: np.ndarray
+
+
+def scoring_inputs(
     treatments: Sequence[CompiledTreatment],
     weights: Sequence[float],
     model: ServedModel | None,
     state: CustomerState,
     request: DecisionRequest,
     gains: Sequence[float] | None = None,
-) -> Scores:
-    """One kernel call for every candidate. Without published weights the propensity is the prior.
+) -> ScoringInputs:
+    """Without published weights the propensity is the prior.
 
     `gains` are the candidates' expected equity gains in money (engine.equity.tiers), added to
     their value: a lower-margin offer that grows a valuable customer can outrank a richer one.
@@ -217,7 +230,7 @@ def score(
     learned = model is not None and model.weights is not None
     stats = model.stats if learned else _NO_MODEL_STATS  # type: ignore[union-attr]
     strength = float(model.spec.evidence_threshold) if learned else 1.0  # type: ignore[union-attr]
-    # Per-candidate numbers are worked out in plain Python and become arrays in one call: at a
+    # Per-candidate numbers are worked out in plain Python and become an array in one call: at a
     # handful of candidates, each NumPy operation costs more than the arithmetic it does.
     prior_mean: list[float] = []
     evidence: list[float] = []
@@ -233,19 +246,31 @@ def score(
         alpha.append(a + successes)
         beta.append(b + failures)
     n = len(prior_mean)
-    cols = np.array((prior_mean, [strength] * n, evidence, multiplier, [1.0] * n, alpha, beta), dtype=np.float64)
-    cols = cols.reshape(7, n)  # rows are C-contiguous, as the kernel wants
+    rows = np.array((prior_mean, [strength] * n, evidence, multiplier, alpha, beta), dtype=np.float64)
+    rows = rows.reshape(6, n)  # C-contiguous, as the kernels want
     if learned:
         assert model is not None and model.weights is not None
-        featurizer = model.featurizer
-        idx, val = featurizer.encode_decision(state.profile, request.context, treatments)
-        weights_vec, bias = model.weights, model.bias
-    else:
-        idx, val = _no_features(n)
-        weights_vec, bias = _NO_WEIGHTS, 0.0
-    ones = cols[4]
-    propensity, priority = score_candidates(idx, val, weights_vec, bias, cols[0], cols[1], cols[2], ones, cols[3], ones)
-    return Scores(propensity, priority, cols[3], cols[5], cols[6])
+        idx, val = model.featurizer.encode_decision(state.profile, request.context, treatments)
+        return ScoringInputs(idx, val, model.weights, model.bias, rows)
+    idx, val = _no_features(n)
+    return ScoringInputs(idx, val, _NO_WEIGHTS, 0.0, rows)
+
+
+def score(
+    treatments: Sequence[CompiledTreatment],
+    weights: Sequence[float],
+    model: ServedModel | None,
+    state: CustomerState,
+    request: DecisionRequest,
+    gains: Sequence[float] | None = None,
+) -> Scores:
+    """Every candidate's scores in one kernel call, for callers that choose their own way (offline
+    evaluation, simulations); a decision scores and chooses in one call (`select_scored`)."""
+    s = scoring_inputs(treatments, weights, model, state, request, gains)
+    rows = s.per_candidate
+    ones = np.ones(rows.shape[1])
+    propensity, priority = score_candidates(s.idx, s.val, s.weights, s.bias, rows[0], rows[1], rows[2], ones, rows[3], ones)
+    return Scores(propensity, priority, rows[3], rows[4], rows[5])
 
 
 def _chosen(t: CompiledTreatment, propensity: float, priority: float, selection: float) -> ChosenTreatment:
@@ -308,25 +333,27 @@ def decide(
     candidates: tuple[dict[str, Any], ...] = ()
     if suitable:
         gains = tier_gains(suitable, value, values)
-        s = score(suitable, weights, model, state, request, gains)
-        selection = select_slate(
-            s.priority,
+        s = scoring_inputs(suitable, weights, model, state, request, gains)
+        selection, scores = select_scored(
+            s.idx,
+            s.val,
+            s.weights,
+            s.bias,
+            s.per_candidate,
             [t.group for t in suitable],
             limit=limits.limit,
             max_per_group=limits.max_per_group,
             budgets={g: b.remaining for g, b in budgets.items()},
             policy=policy,
             rng=rng if rng is not None else np.random.default_rng(),
-            alpha=s.alpha,
-            beta=s.beta,
-            multiplier=s.multiplier,
         )
+        propensities, priorities = scores[0].tolist(), scores[1].tolist()
         for i, p in zip(selection.chosen, selection.selection_probability, strict=True):
-            chosen.append(_chosen(suitable[i], float(s.propensity[i]), float(s.priority[i]), p))
+            chosen.append(_chosen(suitable[i], propensities[i], priorities[i], p))
         if explain:
-            scored = explained.Scored(suitable, weights, gains, s.propensity.tolist(), s.priority.tolist(), ctx)
+            scored = explained.Scored(suitable, weights, gains, propensities, priorities, ctx)
             verdicts.extend(scored.verdicts(selection.chosen, selection.selection_probability, budgets, limits.max_per_group))
-        multipliers, propensities = s.multiplier.tolist(), s.propensity.tolist()
+        multipliers = s.per_candidate[3].tolist()
         candidates = tuple(
             {
                 "id": t.id,

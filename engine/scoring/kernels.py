@@ -44,6 +44,35 @@ def _sigmoid(z: float) -> float:
 
 
 @njit(cache=True, nogil=True)
+def propensity_of(
+    idx: np.ndarray,
+    val: np.ndarray,
+    weights: np.ndarray,
+    bias: float,
+    i: int,
+    prior_mean: float,
+    prior_strength: float,
+    model_evidence: float,
+) -> float:
+    """Candidate i's propensity (row i of `idx` and `val`); see the module docstring. Shared by
+    :func:`score_candidates` and the decision's fused kernel (engine.decision.exploration), so
+    the maths is written once."""
+    d = weights.shape[0]
+    z = bias
+    for j in range(idx.shape[1]):
+        f = idx[i, j]
+        if f < 0:
+            continue
+        if f >= d:
+            raise IndexError("feature index out of range of the weight vector")
+        z += weights[f] * np.float64(val[i, j])
+    p_model = _sigmoid(z)
+    total = model_evidence + prior_strength
+    w = model_evidence / total if model_evidence > 0.0 and total > 0.0 else 0.0
+    return (1.0 - w) * prior_mean + w * p_model
+
+
+@njit(cache=True, nogil=True)
 def score_candidates(
     idx: np.ndarray,
     val: np.ndarray,
@@ -58,24 +87,10 @@ def score_candidates(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (propensity, priority), float64[n] each; see the module docstring for the maths."""
     n = idx.shape[0]
-    k = idx.shape[1]
-    d = weights.shape[0]
     propensity = np.empty(n, np.float64)
     priority = np.empty(n, np.float64)
     for i in range(n):
-        z = bias
-        for j in range(k):
-            f = idx[i, j]
-            if f < 0:
-                continue
-            if f >= d:
-                raise IndexError("feature index out of range of the weight vector")
-            z += weights[f] * np.float64(val[i, j])
-        p_model = _sigmoid(z)
-        evidence = model_evidence[i]
-        total = evidence + prior_strength[i]
-        w = evidence / total if evidence > 0.0 and total > 0.0 else 0.0
-        p = (1.0 - w) * prior_mean[i] + w * p_model
+        p = propensity_of(idx, val, weights, bias, i, prior_mean[i], prior_strength[i], model_evidence[i])
         propensity[i] = p
         priority[i] = p * context_weight[i] * value[i] * lever[i]
     return propensity, priority

@@ -21,11 +21,14 @@ from engine.decision.exploration import (
     _beta_sf,
     _draw_and_enumerate,
     _log_beta,
+    _score_and_draw,
     in_holdout,
+    select_scored,
     select_slate,
     slate_marginals,
     warm_up,
 )
+from engine.scoring.kernels import score_candidates_py
 
 GREEDY = ExplorationPolicy.greedy()
 EPSILON = ExplorationPolicy.epsilon_greedy(0.2)
@@ -531,3 +534,71 @@ def test_warm_up_compiles_what_decisions_call() -> None:
             rng=rng,
         )
     assert len(_draw_and_enumerate.signatures) == before
+    fused = len(_score_and_draw.signatures)
+    # As the pipeline calls the fused kernel: the featurizer's read-only cached index matrix, or
+    # the empty one of a decision without a model.
+    idx = np.array([[3, -1], [0, 1], [2, 2]], dtype=np.int32)
+    idx.flags.writeable = False
+    for features in ((idx, np.ones((3, 2), np.float32)), (np.full((3, 0), -1, np.int32), np.zeros((3, 0), np.float32))):
+        for policy in (GREEDY, EPSILON, SOFTMAX, RANDOM, ExplorationPolicy.thompson()):
+            inputs = np.array([[0.4, 0.2, 0.1], [1.0] * 3, [0.0, 5.0, 1.0], [1.0, 2.0, 0.0], [1.0] * 3, [2.0] * 3])
+            select_scored(*features, np.zeros(4), 0.0, inputs, ["a", "b", "a"], limit=2, max_per_group=1, policy=policy, rng=rng)
+    assert len(_score_and_draw.signatures) == fused
+
+
+def _scored_case(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(-1, 20, size=(n, 4)).astype(np.int32)
+    val = rng.normal(size=(n, 4)).astype(np.float32)
+    weights = rng.normal(size=20)
+    prior_mean = rng.random(n)
+    strength = rng.choice([0.0, 2.0, 50.0], size=n)
+    evidence = rng.choice([0.0, 10.0, 1e4], size=n)
+    multiplier = rng.random(n) * 40
+    alpha, beta = 1 + rng.random(n) * 20, 1 + rng.random(n) * 80
+    inputs = np.array((prior_mean, strength, evidence, multiplier, alpha, beta))
+    groups = [f"g{g}" for g in rng.integers(0, 3, size=n)]
+    return idx, val, weights, float(rng.normal()), inputs, groups
+
+
+@pytest.mark.parametrize("policy", [*SEQUENTIAL, ExplorationPolicy.thompson()], ids=lambda p: p.kind)
+@pytest.mark.parametrize("seed", range(6))
+def test_scoring_and_choosing_in_one_call_is_scoring_then_select_slate(policy: ExplorationPolicy, seed: int) -> None:
+    """The fused call against its parts: the scoring kernel's plain-Python twin for the scores,
+    and select_slate, given the same draws, for the slate and its probabilities."""
+    n = 3 + seed
+    idx, val, weights, bias, inputs, groups = _scored_case(seed, n)
+    ones = np.ones(n)
+    propensity, priority = score_candidates_py(idx, val, weights, bias, inputs[0], inputs[1], inputs[2], ones, inputs[3], ones)
+    kw = {"limit": 3, "max_per_group": 2, "budgets": {"g1": 1}, "policy": policy}
+    sel, scores = select_scored(idx, val, weights, bias, inputs, groups, rng=np.random.default_rng(seed), **kw)
+    expected = select_slate(
+        priority, groups, rng=np.random.default_rng(seed), alpha=inputs[4], beta=inputs[5], multiplier=inputs[3], **kw
+    )
+    np.testing.assert_allclose(scores[0], propensity, rtol=1e-12)
+    np.testing.assert_allclose(scores[1], priority, rtol=1e-12)
+    assert sel.chosen == expected.chosen and len(sel.chosen) == 3
+    np.testing.assert_allclose(sel.selection_probability, expected.selection_probability, rtol=1e-12)
+    assert sel.method == expected.method and sel.policy == policy.kind
+    if expected.marginals is not None and policy.kind != "thompson":
+        np.testing.assert_allclose(scores[2], expected.marginals, rtol=1e-12)
+
+
+def test_the_one_call_estimates_when_enumerating_is_over_its_bound() -> None:
+    idx, val, weights, bias, inputs, groups = _scored_case(11, 8)
+    ones = np.ones(8)
+    _, priority = score_candidates_py(idx, val, weights, bias, inputs[0], inputs[1], inputs[2], ones, inputs[3], ones)
+    kw = {"limit": 3, "max_per_group": 2, "policy": EPSILON, "path_bound": 0, "mc_samples": 500}
+    sel, _ = select_scored(idx, val, weights, bias, inputs, groups, rng=np.random.default_rng(1), **kw)
+    expected = select_slate(priority, groups, rng=np.random.default_rng(1), **kw)
+    assert sel.method == "monte_carlo" and sel.chosen == expected.chosen
+    np.testing.assert_allclose(sel.selection_probability, expected.selection_probability, rtol=1e-12)
+
+
+def test_the_one_call_refuses_a_negative_priority() -> None:
+    idx, val, weights, bias, inputs, groups = _scored_case(2, 4)
+    inputs[3, 1] = -1.0
+    with pytest.raises(ValueError, match="non-negative"):
+        select_scored(
+            idx, val, weights, bias, inputs, groups, limit=2, max_per_group=1, policy=SOFTMAX, rng=np.random.default_rng(0)
+        )
