@@ -4,10 +4,11 @@ No I/O here: the service reads state before and applies the plan's writes after.
 the hot path testable without Redis and lets simulation and offline evaluation reuse it.
 
 Steps: candidates for the channel and placement; eligibility (marketer conditions); suitability
-(caps, contact policies, suppressions); scoring of every suitable candidate in one kernel call
-(propensity from the response model blended with the treatment's Beta prior, priority =
-propensity × context weight × value × lever); then the exploration policy fills the slate
-within the arbitration limits, and reports each shown treatment's selection probability.
+(caps, contact policies, suppressions); scoring of every suitable candidate (propensity from the
+response model blended with the treatment's Beta prior, priority = propensity × context weight ×
+value × lever); then the exploration policy fills the slate within the arbitration limits, and
+reports each shown treatment's selection probability. Scoring and filling the slate are one
+compiled call (engine.decision.exploration.select_scored).
 """
 
 from __future__ import annotations
@@ -256,17 +257,9 @@ def scoring_inputs(
     return ScoringInputs(idx, val, _NO_WEIGHTS, 0.0, rows)
 
 
-def score(
-    treatments: Sequence[CompiledTreatment],
-    weights: Sequence[float],
-    model: ServedModel | None,
-    state: CustomerState,
-    request: DecisionRequest,
-    gains: Sequence[float] | None = None,
-) -> Scores:
+def score(s: ScoringInputs) -> Scores:
     """Every candidate's scores in one kernel call, for callers that choose their own way (offline
     evaluation, simulations); a decision scores and chooses in one call (`select_scored`)."""
-    s = scoring_inputs(treatments, weights, model, state, request, gains)
     rows = s.per_candidate
     ones = np.ones(rows.shape[1])
     propensity, priority = score_candidates(s.idx, s.val, s.weights, s.bias, rows[0], rows[1], rows[2], ones, rows[3], ones)

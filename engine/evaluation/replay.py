@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from engine.decision.exploration import ExplorationPolicy, slate_marginals
-from engine.decision.pipeline import policy_for, score
+from engine.decision.pipeline import policy_for, score, scoring_inputs
 from engine.domain import CustomerState, DecisionRequest
 from engine.errors import InvalidInput
 from engine.learning.banditlog import LoggedRound, read_log, write_log
@@ -322,7 +322,7 @@ def model_policy(served: ServedModel, policy: ExplorationPolicy | None = None) -
             placement=placement,
             context=dict(inputs.get("context") or {}),
         )
-        s = score(treatments, [1.0] * len(treatments), served, state, request)
+        s = score(scoring_inputs(treatments, [1.0] * len(treatments), served, state, request))
         chosen = policy if policy is not None else policy_for(served.spec, placement, customer_id)
         return _marginals(
             limits,

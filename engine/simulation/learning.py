@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.clock import FixedClock
-from engine.decision.pipeline import score
+from engine.decision.pipeline import score, scoring_inputs
 from engine.decision.service import DecisionService
 from engine.domain import CustomerState, DecisionRequest, Feedback
 from engine.learning.serving import ModelRegistry
@@ -121,7 +121,7 @@ def greedy_choice(registry: ModelRegistry, rules: RuleRegistry) -> dict[str, str
     for segment in SEGMENTS:
         state = CustomerState("probe", profile={"segment": segment})
         request = DecisionRequest("probe", "web")
-        s = score(treatments, [1.0] * len(treatments), model, state, request)
+        s = score(scoring_inputs(treatments, [1.0] * len(treatments), model, state, request))
         out[segment] = treatments[int(np.argmax(s.priority))].id
     return out
 
