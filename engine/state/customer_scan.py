@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from engine.domain import CustomerState
 from engine.errors import StoreUnavailable
 from engine.state import keys
-from engine.state.redis_store import customer_keys, customer_state
+from engine.state.redis_store import customer_state
 from engine.state.scripts import READ_CUSTOMER, script_sha
 
 PROFILE_PATTERN = keys.profile("*")
@@ -66,7 +66,7 @@ class CustomerScan:
         pipe = self.client.pipeline(transaction=False)
         pipe.script_load(READ_CUSTOMER)
         for cid in customer_ids:
-            names = customer_keys(cid, now_ms, self.counters)
+            names = keys.state_keys(cid, now_ms, self.counters)
             pipe.evalsha(_READ_SHA, len(names), *names, self.recent_limit)
         try:
             replies = await pipe.execute()

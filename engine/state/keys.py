@@ -8,6 +8,7 @@ a TTL (`caps:d:20261123`), so nothing ever sweeps the keyspace.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -28,8 +29,12 @@ def _c(customer_id: str) -> str:
     return "c:{" + customer_id + "}"
 
 
+_PROFILE, _CART, _LAST, _RECENT, _FLAGS, _TOPICS, _VALUE = ":profile", ":cart", ":last", ":recent", ":flags", ":topics", ":value"
+_CAPS_DAY, _CAPS_WEEK, _CAPS_ALL, _COUNTER, _DECISION = ":caps:d:", ":caps:w:", ":caps:all", ":cnt:", ":d:"
+
+
 def profile(customer_id: str) -> str:
-    return _c(customer_id) + ":profile"
+    return _c(customer_id) + _PROFILE
 
 
 def profile_times(customer_id: str) -> str:
@@ -39,27 +44,27 @@ def profile_times(customer_id: str) -> str:
 
 
 def cart(customer_id: str) -> str:
-    return _c(customer_id) + ":cart"
+    return _c(customer_id) + _CART
 
 
 def last(customer_id: str) -> str:
     """Hash: event type -> newest event of that type (JSON with `ts`)."""
-    return _c(customer_id) + ":last"
+    return _c(customer_id) + _LAST
 
 
 def recent(customer_id: str) -> str:
     """List of interactions, newest first, trimmed to a bound."""
-    return _c(customer_id) + ":recent"
+    return _c(customer_id) + _RECENT
 
 
 def flags(customer_id: str) -> str:
     """Hash: flag name -> expiry (ms); expired entries are ignored when read and overwritten later."""
-    return _c(customer_id) + ":flags"
+    return _c(customer_id) + _FLAGS
 
 
 def counter(customer_id: str, name: str) -> str:
     """Sorted set of `<ts>:<cause>` by ts, trimmed to the counter's window on every increment."""
-    return _c(customer_id) + ":cnt:" + name
+    return _c(customer_id) + _COUNTER + name
 
 
 def timer_mark(customer_id: str, timer_id: str) -> str:
@@ -72,13 +77,13 @@ def timer_mark(customer_id: str, timer_id: str) -> str:
 def topics(customer_id: str) -> str:
     """Hash `<liked|disliked|ideas>:<topic>` -> when this customer last said so: close-the-loop
     offers read one small hash instead of scanning the interaction history."""
-    return _c(customer_id) + ":topics"
+    return _c(customer_id) + _TOPICS
 
 
 def value_facts(customer_id: str) -> str:
     """Hash of the customer's value facts (engine.equity.facts): decayed sums kept by atomic
     increments, and first/last times kept by min/max, so no event needs a read first."""
-    return _c(customer_id) + ":value"
+    return _c(customer_id) + _VALUE
 
 
 VALUE_FACTS_PATTERN = "c:{*}:value"
@@ -141,11 +146,11 @@ def week_of(now_ms: int) -> str:
 
 
 def caps_day(customer_id: str, now_ms: int) -> str:
-    return _c(customer_id) + ":caps:d:" + day_of(now_ms)
+    return _c(customer_id) + _CAPS_DAY + day_of(now_ms)
 
 
 def caps_week(customer_id: str, now_ms: int) -> str:
-    return _c(customer_id) + ":caps:w:" + week_of(now_ms)
+    return _c(customer_id) + _CAPS_WEEK + week_of(now_ms)
 
 
 DECISION_NONCE_CHARS = 32
@@ -165,7 +170,7 @@ def customer_of_decision(decision_id: str) -> str | None:
 
 def caps_total(customer_id: str) -> str:
     """Impressions ever, per treatment (`t:`) only: lifetime caps; no TTL."""
-    return _c(customer_id) + ":caps:all"
+    return _c(customer_id) + _CAPS_ALL
 
 
 def decision(decision_id: str) -> str:
@@ -173,7 +178,36 @@ def decision(decision_id: str) -> str:
     customer_id = customer_of_decision(decision_id)
     if customer_id is None:
         return "d:" + decision_id
-    return _c(customer_id) + ":d:" + decision_id[:DECISION_NONCE_CHARS]
+    return _c(customer_id) + _DECISION + decision_id[:DECISION_NONCE_CHARS]
+
+
+def state_keys(customer_id: str, now_ms: int, counters: Sequence[str]) -> list[str]:
+    """The keys a customer's state is read from, in the order of the read script's document
+    (engine.state.scripts.READ_CUSTOMER): as the functions above name them, with the customer's
+    prefix and the day's names worked out once, since every decision reads a dozen of them."""
+    c = _c(customer_id)
+    day, week = _day_names(now_ms // 86_400_000)
+    return [
+        c + _PROFILE,
+        c + _CART,
+        c + _LAST,
+        c + _CAPS_DAY + day,
+        c + _CAPS_WEEK + week,
+        c + _RECENT,
+        c + _FLAGS,
+        c + _CAPS_ALL,
+        c + _TOPICS,
+        c + _VALUE,
+        *[c + _COUNTER + name for name in counters],
+    ]
+
+
+def write_back_keys(customer_id: str, now_ms: int, decision_id: str) -> list[str]:
+    """The keys a decision's write-back script takes: the day's, the week's and the lifetime caps,
+    and the record (engine.state.scripts.WRITE_DECISION), the prefix and names worked out once."""
+    c = _c(customer_id)
+    day, week = _day_names(now_ms // 86_400_000)
+    return [c + _CAPS_DAY + day, c + _CAPS_WEEK + week, decision(decision_id), c + _CAPS_ALL]
 
 
 def feedback_seen(feedback_id: str) -> str:

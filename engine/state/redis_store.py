@@ -79,23 +79,6 @@ def _entry_ts(entry: dict[str, Any]) -> int:
     return ts if isinstance(ts, int) else 0
 
 
-def customer_keys(customer_id: str, now_ms: int, counters: Sequence[str]) -> list[str]:
-    """The keys the read script takes for one customer, in the order of its document."""
-    return [
-        keys.profile(customer_id),
-        keys.cart(customer_id),
-        keys.last(customer_id),
-        keys.caps_day(customer_id, now_ms),
-        keys.caps_week(customer_id, now_ms),
-        keys.recent(customer_id),
-        keys.flags(customer_id),
-        keys.caps_total(customer_id),
-        keys.topics(customer_id),
-        keys.value_facts(customer_id),
-        *(keys.counter(customer_id, name) for name in counters),
-    ]
-
-
 def customer_state(customer_id: str, document: bytes, now_ms: int, counters: Sequence[str]) -> CustomerState:
     """A customer from the read script's document (see engine.state.scripts.READ_CUSTOMER)."""
     try:
@@ -236,7 +219,7 @@ class RedisStore:
         self, customer_id: str, now_ms: int, *, with_recent: bool, counters: Sequence[str] = ()
     ) -> CustomerState:
         (document,) = await self._evalsha(
-            "read", customer_keys(customer_id, now_ms, counters), [self.recent_limit if with_recent else 0]
+            "read", keys.state_keys(customer_id, now_ms, counters), [self.recent_limit if with_recent else 0]
         )
         return customer_state(customer_id, document, now_ms, counters)
 
@@ -255,7 +238,7 @@ class RedisStore:
             more.append(("ZADD", keys.model_due(str(model["id"])), "NX", *members))
         await self._evalsha(
             "write_decision",
-            [keys.caps_day(cid, now), keys.caps_week(cid, now), keys.decision(record.decision_id), keys.caps_total(cid)],
+            keys.write_back_keys(cid, now, record.decision_id),
             [keys.DAY_CAPS_TTL_S, keys.WEEK_CAPS_TTL_S, self.decision_ttl_s, payload, " ".join(counter_fields)],
             *more,
         )
