@@ -137,12 +137,16 @@ def _day_names(day_number: int) -> tuple[str, str]:
     return date.strftime("%Y%m%d"), f"{year}W{week:02d}"
 
 
+def _days(now_ms: int) -> tuple[str, str]:
+    return _day_names(now_ms // 86_400_000)
+
+
 def day_of(now_ms: int) -> str:
-    return _day_names(now_ms // 86_400_000)[0]
+    return _days(now_ms)[0]
 
 
 def week_of(now_ms: int) -> str:
-    return _day_names(now_ms // 86_400_000)[1]
+    return _days(now_ms)[1]
 
 
 def caps_day(customer_id: str, now_ms: int) -> str:
@@ -186,7 +190,7 @@ def state_keys(customer_id: str, now_ms: int, counters: Sequence[str]) -> list[s
     (engine.state.scripts.READ_CUSTOMER): as the functions above name them, with the customer's
     prefix and the day's names worked out once, since every decision reads a dozen of them."""
     c = _c(customer_id)
-    day, week = _day_names(now_ms // 86_400_000)
+    day, week = _days(now_ms)
     return [
         c + _PROFILE,
         c + _CART,
@@ -206,7 +210,7 @@ def write_back_keys(customer_id: str, now_ms: int, decision_id: str) -> list[str
     """The keys a decision's write-back script takes: the day's, the week's and the lifetime caps,
     and the record (engine.state.scripts.WRITE_DECISION), the prefix and names worked out once."""
     c = _c(customer_id)
-    day, week = _day_names(now_ms // 86_400_000)
+    day, week = _days(now_ms)
     return [c + _CAPS_DAY + day, c + _CAPS_WEEK + week, decision(decision_id), c + _CAPS_ALL]
 
 
