@@ -1298,13 +1298,7 @@ def _drawn(
     if not valid:
         raise ValueError(_INVALID_PRIORITIES)
     if exact:
-        return SlateSelection(
-            chosen=tuple(chosen.tolist()),
-            selection_probability=tuple(full[chosen].tolist()),
-            marginals=full,
-            method="enumeration",
-            policy=policy.kind,
-        )
+        return _selection(chosen, full[chosen], full, "enumeration", policy)
     code = policy.code
     logw, _ = _weights(code, score, policy.temperature)
     prep = _Prepared(code, float(policy.epsilon), score, logw, *layout)
@@ -1320,13 +1314,7 @@ def _drawn(
         path_bound=path_bound,
         enumerated=True,
     )
-    return SlateSelection(
-        chosen=tuple(chosen.tolist()),
-        selection_probability=tuple(shown.tolist()),
-        marginals=full_or_none,
-        method=method,
-        policy=policy.kind,
-    )
+    return _selection(chosen, shown, full_or_none, method, policy)
 
 
 def _thompson_slate(
@@ -1356,10 +1344,16 @@ def _thompson_slate(
     full, shown, method = _estimate(
         prep, chosen, alpha=a, beta=b, multiplier=mult, mc_samples=mc_samples, mc_rng=mc_rng, path_bound=None
     )
+    return _selection(chosen, shown, full, method, policy)
+
+
+def _selection(
+    chosen: np.ndarray, shown: np.ndarray, marginals: np.ndarray | None, method: Method, policy: ExplorationPolicy
+) -> SlateSelection:
     return SlateSelection(
         chosen=tuple(chosen.tolist()),
         selection_probability=tuple(shown.tolist()),
-        marginals=full,
+        marginals=marginals,
         method=method,
         policy=policy.kind,
     )
