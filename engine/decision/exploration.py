@@ -884,26 +884,26 @@ def _draw_and_enumerate(
     slots: int,
     u: np.ndarray,
     path_bound: int,
-) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray, bool]:
+) -> tuple[np.ndarray, np.ndarray, bool, bool]:
     """The usual decision in one compiled call: weigh the priorities, draw the slate, then
     `_enumerate` (greedy needs no enumeration: what it draws is shown for certain).
 
-    Returns (chosen, marginals, exact, weights, valid); when `valid` is False a priority was
+    Returns (chosen, marginals, exact, valid); when `valid` is False a priority was
     negative or not finite and nothing was drawn; when `exact` is False the caller estimates
     the marginals instead (the slate is drawn either way). One call because at a handful of
     candidates each call from Python cost more than its work.
     """
     logw, valid = _weights(code, score, temperature)
     if not valid:
-        return np.empty(0, np.int64), np.zeros(score.shape[0], np.float64), False, logw, False
+        return np.empty(0, np.int64), np.zeros(score.shape[0], np.float64), False, False
     chosen = _sample_slate(code, eps, score, logw, gid, cap, slots, u)
     if code == _GREEDY:
         full = np.zeros(score.shape[0], np.float64)
         for k in range(chosen.shape[0]):
             full[chosen[k]] = 1.0
-        return chosen, full, True, logw, True
+        return chosen, full, True, True
     full, exact = _enumerate(code, eps, score, logw, gid, cap, slots, path_bound)
-    return chosen, full, exact, logw, True
+    return chosen, full, exact, True
 
 
 @njit(cache=True, nogil=True)
@@ -937,7 +937,7 @@ def _score_and_draw(
         p = propensity_of(idx, val, weights, bias, i, inputs[0, i], inputs[1, i], inputs[2, i])
         out[0, i] = p
         out[1, i] = p * inputs[3, i]
-    chosen, full, exact, _, valid = _draw_and_enumerate(code, eps, out[1], temperature, gid, cap, slots, u, path_bound)
+    chosen, full, exact, valid = _draw_and_enumerate(code, eps, out[1], temperature, gid, cap, slots, u, path_bound)
     out[2, :] = full
     return chosen, exact, valid
 
@@ -1211,7 +1211,7 @@ def select_slate(
     gid, cap, slots = layout
     # The hot path: weights, draw and enumeration in one compiled call.
     u = _uniforms(code, slots, rng)
-    chosen, full, exact, _, valid = _draw_and_enumerate(
+    chosen, full, exact, valid = _draw_and_enumerate(
         code, float(policy.epsilon), score, policy.temperature, gid, cap, slots, u, _bound(code, path_bound)
     )
     return _drawn(score, layout, policy, chosen, full, exact, valid, mc_samples, mc_rng, path_bound)
