@@ -87,9 +87,14 @@ def _textbook(t: float, x: float, age: float, r: float, alpha: float, a: float, 
     z = t / (alpha + age + t)
     c = a + b + x - 1.0
     f = hyp2f1(r + x, b + x, c, z)
-    if not f > 0.0:
-        return math.nan
-    return -c * math.expm1(-(r + x) * math.log1p(t / (alpha + age)) + math.log(f)) / (a - 1.0)
+    log_1mz = -math.log1p(t / (alpha + age))
+    if f > 0.0:
+        return -c * math.expm1((r + x) * log_1mz + math.log(f)) / (a - 1.0)
+    if f <= 0.0:
+        # ₂F₁ is negative when c < 0 (a + b < 1 and no purchase yet); the bracket is then at least
+        # 1, so it has no cancellation for the log form to avoid, and is taken as it stands.
+        return c * (1.0 - math.exp((r + x) * log_1mz) * f) / (a - 1.0)
+    return math.nan
 
 
 @njit(cache=True, nogil=True)
@@ -254,9 +259,12 @@ def _textbook_py(t: float, x: float, age: float, r: float, alpha: float, a: floa
     z = t / (alpha + age + t)
     c = a + b + x - 1.0
     f = hyp2f1_py(r + x, b + x, c, z)
-    if not f > 0.0:
-        return math.nan
-    return -c * math.expm1(-(r + x) * math.log1p(t / (alpha + age)) + math.log(f)) / (a - 1.0)
+    log_1mz = -math.log1p(t / (alpha + age))
+    if f > 0.0:
+        return -c * math.expm1((r + x) * log_1mz + math.log(f)) / (a - 1.0)
+    if f <= 0.0:
+        return c * (1.0 - math.exp((r + x) * log_1mz) * f) / (a - 1.0)
+    return math.nan
 
 
 def _expected_if_alive_py(t: float, x: float, age: float, r: float, alpha: float, a: float, b: float) -> float:

@@ -232,6 +232,16 @@ def _bg(params: BGNBDParams) -> tuple[float, float, float, float]:
     return params.r, params.alpha, params.a, params.b
 
 
+def test_expected_transactions_without_a_purchase_when_a_plus_b_is_below_one() -> None:
+    """c = a + b − 1 < 0 makes ₂F₁ negative here, which the log form cannot take; the value is
+    from the series summed to 80 digits (Python's decimal), 14.8725748363348598763…"""
+    x, t_x, age = np.array([0.0]), np.array([0.0]), np.array([48.04545891])
+    args = (59.0, x, t_x, age, 10.0**1.5, 0.5, 0.1, 0.1)
+    exact = 14.872574836334859876
+    np.testing.assert_allclose(expected_transactions(*args), [exact], rtol=1e-12)
+    np.testing.assert_allclose(expected_transactions_py(*args), [exact], rtol=1e-12)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
